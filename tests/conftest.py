@@ -1,0 +1,82 @@
+"""Shared fixtures: the two scripts as modules, a fake clock, and replay of recorded Kustomer answers."""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import bulk_create_messages
+import create_message
+import pytest
+
+RECORDINGS = Path(__file__).parent / "recordings"
+SCRIPTS = (create_message, bulk_create_messages)
+API_KEY = "test-key-0123456789abcdef"  # stands for a real key; every test checks it never shows
+US = "https://api.kustomerapp.com"
+
+
+class FakeTime:
+    """Stands in for time.sleep and time.time, so no test waits for real."""
+
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self.now = now
+        self.sleeps: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+    def clock(self) -> float:
+        return self.now
+
+
+@pytest.fixture(autouse=True)
+def fake_time(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeTime]:
+    """Every test runs with the fake clock; the retry policy is otherwise the shipped one."""
+    clock = FakeTime()
+    for script in SCRIPTS:
+        monkeypatch.setattr(script, "POLICY", script.POLICY._replace(sleep=clock.sleep, clock=clock.clock))
+    yield clock
+
+
+@pytest.fixture
+def auth() -> dict[str, str]:
+    return {"apiKey": API_KEY}
+
+
+# ---- replaying recorded answers (pytest-recording / vcrpy) ----
+
+
+def _bearer(live: Any, recorded: Any) -> None:
+    """The live request carries a bearer token, as the recorded one did before its token was filtered."""
+    for request in (live, recorded):
+        value = request.headers.get("Authorization", "")
+        assert value.startswith("Bearer ") and len(value) > len("Bearer "), "no bearer token"
+
+
+def pytest_recording_configure(config: pytest.Config, vcr: Any) -> None:
+    vcr.register_matcher("bearer", _bearer)
+
+
+@pytest.fixture(scope="module")
+def vcr_config() -> dict[str, Any]:
+    return {
+        "filter_headers": [("authorization", "Bearer <filtered>")],
+        "match_on": ["method", "uri", "body", "bearer"],
+        "decode_compressed_response": True,
+    }
+
+
+@pytest.fixture
+def vcr_cassette_dir(request: pytest.FixtureRequest) -> str:
+    module = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_contract_")
+    return str(RECORDINGS / module)
+
+
+@pytest.fixture
+def default_cassette_name(request: pytest.FixtureRequest) -> str:
+    return request.node.name.removeprefix("test_")
+
+
