@@ -7,6 +7,7 @@ from typing import Any
 import bulk_create_messages
 import pytest
 from conftest import API_KEY, FakeTime
+from create_message import kustomer
 
 MESSAGES: list[dict[str, Any]] = [
     {
@@ -29,7 +30,7 @@ MESSAGES: list[dict[str, Any]] = [
 ]
 
 
-def run_failing(auth: dict[str, str]) -> bulk_create_messages.KustomerError:
+def run_failing(auth: kustomer) -> bulk_create_messages.KustomerError:
     with pytest.raises(bulk_create_messages.KustomerError) as failure:
         bulk_create_messages.main(auth, [dict(m) for m in MESSAGES])
     assert API_KEY not in str(failure.value)
@@ -37,7 +38,7 @@ def run_failing(auth: dict[str, str]) -> bulk_create_messages.KustomerError:
 
 
 @pytest.mark.vcr
-def test_200_bulk_operation(auth: dict[str, str]) -> None:
+def test_200_bulk_operation(auth: kustomer) -> None:
     result = bulk_create_messages.main(auth, [dict(m) for m in MESSAGES])
     assert result["data"]["type"] == "bulk"
     assert result["data"]["id"] == "5b3bddb67f8469003df370a4"
@@ -45,21 +46,21 @@ def test_200_bulk_operation(auth: dict[str, str]) -> None:
 
 
 @pytest.mark.vcr
-def test_400_short_error_shape(auth: dict[str, str]) -> None:
+def test_400_short_error_shape(auth: kustomer) -> None:
     text = str(run_failing(auth))
     assert "400 Bad Request" in text
     assert "bad_request: Invalid request body or parameters." in text
 
 
 @pytest.mark.vcr
-def test_400_json_api_error_shape(auth: dict[str, str]) -> None:
+def test_400_json_api_error_shape(auth: kustomer) -> None:
     text = str(run_failing(auth))
     assert "invalid_value: Invalid value: conversation is closed" in text
     assert "at pointer /1/conversation" in text  # points at the second message
 
 
 @pytest.mark.vcr
-def test_401_missing_role(auth: dict[str, str]) -> None:
+def test_401_missing_role(auth: kustomer) -> None:
     error = run_failing(auth)
     assert isinstance(error, bulk_create_messages.KustomerAPIError)
     assert error.status == 401
@@ -68,21 +69,21 @@ def test_401_missing_role(auth: dict[str, str]) -> None:
 
 
 @pytest.mark.vcr
-def test_404_unknown_conversation(auth: dict[str, str]) -> None:
+def test_404_unknown_conversation(auth: kustomer) -> None:
     text = str(run_failing(auth))
     assert "404 Not Found" in text
     assert "not_found: Conversation not found." in text
 
 
 @pytest.mark.vcr
-def test_413_too_large(auth: dict[str, str]) -> None:
+def test_413_too_large(auth: kustomer) -> None:
     text = str(run_failing(auth))
     assert "413" in text
     assert "send fewer messages per request" in text
 
 
 @pytest.mark.vcr
-def test_429_then_accepted(auth: dict[str, str], fake_time: FakeTime) -> None:
+def test_429_then_accepted(auth: kustomer, fake_time: FakeTime) -> None:
     result = bulk_create_messages.main(auth, [dict(m) for m in MESSAGES])
     assert result["data"]["id"] == "5b3bddb67f8469003df370a4"
     assert len(fake_time.sleeps) == 1

@@ -7,6 +7,7 @@ from typing import Any
 import create_message
 import pytest
 from conftest import API_KEY, FakeTime
+from create_message import kustomer
 
 MESSAGE: dict[str, Any] = {
     "conversation": "57c8d2b365f7cc14004e674f",
@@ -20,7 +21,7 @@ MESSAGE: dict[str, Any] = {
 }
 
 
-def run_failing(auth: dict[str, str]) -> str:
+def run_failing(auth: kustomer) -> str:
     with pytest.raises(create_message.KustomerError) as failure:
         create_message.main(auth, dict(MESSAGE))
     text = str(failure.value)
@@ -29,7 +30,7 @@ def run_failing(auth: dict[str, str]) -> str:
 
 
 @pytest.mark.vcr
-def test_201_created(auth: dict[str, str]) -> None:
+def test_201_created(auth: kustomer) -> None:
     result = create_message.main(auth, dict(MESSAGE))
     assert result["data"]["type"] == "message"
     assert result["data"]["id"] == "57c8d2b01a57ed1400392073"  # what a flow reads as results.<step>.data.id
@@ -37,7 +38,7 @@ def test_201_created(auth: dict[str, str]) -> None:
 
 
 @pytest.mark.vcr
-def test_400_short_error_shape(auth: dict[str, str]) -> None:
+def test_400_short_error_shape(auth: kustomer) -> None:
     text = run_failing(auth)
     assert "400 Bad Request" in text
     assert "bad_request: Invalid request body or parameters." in text
@@ -45,7 +46,7 @@ def test_400_short_error_shape(auth: dict[str, str]) -> None:
 
 
 @pytest.mark.vcr
-def test_400_json_api_error_shape(auth: dict[str, str]) -> None:
+def test_400_json_api_error_shape(auth: kustomer) -> None:
     text = run_failing(auth)
     assert "400 Bad Request" in text
     assert "invalid_value: Invalid value: channel must be one of the allowed values" in text
@@ -53,7 +54,7 @@ def test_400_json_api_error_shape(auth: dict[str, str]) -> None:
 
 
 @pytest.mark.vcr
-def test_401_wrong_region(auth: dict[str, str]) -> None:
+def test_401_wrong_region(auth: kustomer) -> None:
     with pytest.raises(create_message.KustomerAPIError) as failure:
         create_message.main(auth, dict(MESSAGE))
     text = str(failure.value)
@@ -64,7 +65,7 @@ def test_401_wrong_region(auth: dict[str, str]) -> None:
 
 
 @pytest.mark.vcr
-def test_404_unknown_conversation(auth: dict[str, str]) -> None:
+def test_404_unknown_conversation(auth: kustomer) -> None:
     text = run_failing(auth)
     assert "404 Not Found" in text
     assert "conversation not found" in text
@@ -73,7 +74,7 @@ def test_404_unknown_conversation(auth: dict[str, str]) -> None:
 
 
 @pytest.mark.vcr
-def test_429_then_created(auth: dict[str, str], fake_time: FakeTime) -> None:
+def test_429_then_created(auth: kustomer, fake_time: FakeTime) -> None:
     result = create_message.main(auth, dict(MESSAGE))
     assert result["data"]["id"] == "57c8d2b01a57ed1400392073"
     # The window reset 30 s after the clock: it waited that long (plus under a second of jitter), once.

@@ -331,7 +331,16 @@ def _any_of_problems(value: Any, options: list[Schema], where: str) -> list[str]
     results = [_problems(value, option, where) for option in options]
     if any(not r for r in results):
         return []
-    return min(results, key=len)  # the closest alternative explains best what to fix
+
+    # The alternative whose types fit best explains what to fix; on a tie, say each way out.
+    def rank(problems: list[str]) -> tuple[int, int]:
+        return sum(": must be " in p for p in problems), len(problems)
+
+    best = min(rank(r) for r in results)
+    tied = [r for r in results if rank(r) == best]
+    if len(tied) > 1 and best[1] == 1:
+        return [f"{where}: one of these is needed: " + "; or ".join(r[0] for r in tied)]
+    return tied[0]
 
 
 def _has_type(value: Any, kind: str) -> bool:
@@ -414,7 +423,7 @@ def _object_problems(value: dict[str, Any], schema: Schema, where: str) -> list[
         elif schema.get("additionalProperties") is False:
             problems.append(f"{where}.{name}: unknown field{_suggestion(name, list(properties))}")
     if "anyOf" in schema and not problems:
-        problems += _any_of_problems(value, schema["anyOf"], where)
+        problems += _any_of_problems(value, [{"type": "object", **option} for option in schema["anyOf"]], where)
     return problems
 
 
@@ -452,7 +461,7 @@ def _describe(value: Any) -> str:
 
 
 def _show(value: Any, limit: int = 60) -> str:
-    text = json.dumps(value, ensure_ascii=False, default=str) if not isinstance(value, float) else repr(value)
+    text = repr(value) if isinstance(value, str | float) else json.dumps(value, ensure_ascii=False, default=str)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -462,9 +471,8 @@ def _post_json(auth: kustomer, path: str, body: Any) -> Any:
     try:
         return _send(auth, key, path, body)
     except KustomerError as exc:
-        if key not in str(exc):
-            raise
-        raise type(exc)(str(exc).replace(key, "[redacted]")) from None
+        exc.args = (str(exc).replace(key, "[redacted]"),)  # an error body may echo the key back
+        raise
     except Exception as exc:  # a bug or an httpx surprise: still never show the key, nor its traceback
         text = f"{type(exc).__name__}: {exc}".replace(key, "[redacted]")
         raise KustomerOutcomeUnknownError(
