@@ -1,0 +1,133 @@
+"""local-run behaves like a Windmill worker: fresh process, filtered arguments, Windmill's result and error."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from workbench.local_run import ROOT, run_job
+from workbench.sandbox import Sandbox
+
+BIN = Path(sys.executable).parent
+
+PROBE = """
+import os
+from datetime import date
+
+
+class Refused(Exception):
+    def __init__(self, message, status):
+        super().__init__(message)
+        self.status = status
+
+
+def main(name: str, count: int = 5, note: str | None = None, when: str = "today"):
+    if name == "fail":
+        raise Refused("no thanks", 418)
+    return {"name": name, "count": count, "note": note, "when": when, "day": date(2026, 1, 2),
+            "pid": os.getpid(), "leaked": os.environ.get("LOCAL_RUN_TEST_SECRET")}
+"""
+
+
+@pytest.fixture
+def probe(tmp_path: Path) -> Path:
+    path = tmp_path / "probe.py"
+    path.write_text(PROBE)
+    return path
+
+
+def test_arguments_are_filtered_by_the_signature_and_nulls_give_defaults(probe: Path) -> None:
+    job = run_job(probe, {"name": "x", "count": None, "note": None, "unknown": 1})
+    assert job.exit_code == 0
+    assert job.result["name"] == "x"
+    assert job.result["count"] == 5  # null dropped: the default applies
+    assert job.result["note"] is None
+    assert job.result["when"] == "today"  # absent: the default applies
+
+
+def test_result_is_encoded_as_the_worker_does(probe: Path) -> None:
+    job = run_job(probe, {"name": "x"})
+    assert job.result["day"] == "2026-01-02"  # default=str
+    assert job.output.startswith('{"name":"x","count":5')  # separators=(',', ':')
+
+
+def test_each_job_is_a_fresh_process_with_a_cleared_environment(probe: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOCAL_RUN_TEST_SECRET", "s3cret")
+    first, second = run_job(probe, {"name": "a"}), run_job(probe, {"name": "b"})
+    assert first.result["pid"] != second.result["pid"] != os.getpid()
+    assert first.result["leaked"] is None
+
+
+def test_an_exception_becomes_windmills_error_object_and_exit_code_1(probe: Path) -> None:
+    job = run_job(probe, {"name": "fail"})
+    assert job.exit_code == 1
+    assert job.result["message"] == "no thanks"
+    assert job.result["name"] == "Refused"
+    assert "raise Refused" in job.result["stack"]
+    assert job.result["extra"] == {"status": 418}
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("KUSTOMER_")}
+    return subprocess.run(
+        [str(BIN / "local-run"), *args],
+        cwd=ROOT,
+        env={**base, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_cli_without_a_key_uses_the_embedded_sandbox() -> None:
+    done = run_cli("create_message", "--data", "@examples/create_message.json")
+    assert done.returncode == 0, done.stderr
+    assert "using the embedded Kustomer sandbox at http://127.0.0.1:" in done.stderr
+    result = json.loads(done.stdout)
+    assert result["data"]["type"] == "message"
+    assert len(result["data"]["id"]) == 24
+
+
+def test_cli_prints_the_error_object_and_exits_1_on_bad_input() -> None:
+    done = run_cli("create_message", "--data", '{"body": {"channel": "fax"}}')
+    assert done.returncode == 1
+    error = json.loads(done.stdout)
+    assert error["name"] == "KustomerInputError"
+    assert "body.channel: 'fax' is not one of" in error["message"]
+
+
+def test_cli_takes_a_bare_body_and_says_so() -> None:
+    done = run_cli("bulk_create_messages", "--data", '[{"channel": "chat", "app": "api"}]')
+    assert done.returncode == 0, done.stderr
+    assert "using all of it as the body" in done.stderr
+    assert json.loads(done.stdout)["data"]["type"] == "bulk"
+
+
+def test_cli_uses_resource_option_then_environment() -> None:
+    with Sandbox() as sandbox:
+        resource = json.dumps({"apiKey": "k-123456", "baseUrl": sandbox.url})
+        given = run_cli("create_message", "--data", "@examples/create_message.json", "--resource", resource)
+        assert given.returncode == 0, given.stderr
+        assert "using the resource given with --resource" in given.stderr
+        from_env = run_cli(
+            "create_message",
+            "--data",
+            "@examples/create_message.json",
+            env={"KUSTOMER_API_KEY": "k-654321", "KUSTOMER_BASE_URL": sandbox.url},
+        )
+        assert from_env.returncode == 0, from_env.stderr
+        assert f"using the REAL Kustomer API at {sandbox.url}" in from_env.stderr
+        assert len(sandbox.requests) == 2
+    assert "k-654321" not in from_env.stdout + from_env.stderr
+
+
+def test_cli_names_known_scripts_when_one_is_missing() -> None:
+    done = run_cli("send_fax")
+    assert done.returncode != 0
+    assert "known scripts: bulk_create_messages, create_message" in done.stderr
