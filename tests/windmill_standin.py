@@ -85,7 +85,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send(404, "not found")
 
-    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle  # noqa: N815  # http.server's names
 
     def _send(self, status: int, body: Any) -> None:
         raw = (body if isinstance(body, str) else json.dumps(body)).encode()

@@ -128,7 +128,8 @@ unknown (5xx, timeout after sending) is never repeated: the error names the `_cl
 
 def load_script(name: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(f"_metadata_{name}", SCRIPTS / f"{name}.py")
-    assert spec and spec.loader
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"metadata: cannot load {name}")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
