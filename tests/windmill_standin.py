@@ -24,8 +24,9 @@ WHOAMI = {
 
 
 class WindmillStandIn:
-    def __init__(self, version: str = "v1.819.0") -> None:
+    def __init__(self, version: str = "v1.819.0", folders: tuple[str, ...] = ()) -> None:
         self.version = version
+        self.folders = set(folders)  # folders that already exist in the workspace
         self.requests: list[dict[str, Any]] = []
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
@@ -78,6 +79,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, standin.version)
         elif path == "/api/users/whoami" or path.endswith("/users/whoami"):
             self._send(200, WHOAMI)
+        elif "/folders/get/" in path and path.rsplit("/", 1)[-1] in standin.folders:
+            name = path.rsplit("/", 1)[-1]
+            self._send(200, {"name": name, "owners": ["u/alice"], "extra_perms": {"g/support": True}})
         elif "/exists/" in path:
             self._send(200, False)
         elif self.command in ("POST", "PUT"):

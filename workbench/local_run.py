@@ -109,6 +109,19 @@ def run_job(script: Path, args: dict[str, Any], workspace_path: str | None = Non
     return JobResult(completed.returncode, json.loads(output), output, completed.stdout + completed.stderr)
 
 
+def run_flow_job(flow: Path, args: dict[str, Any]) -> JobResult:
+    """A flow run as one job: its result, or the failed step's error, as Windmill shows them."""
+    from workbench.local_flow import FlowStepError, run_flow
+
+    try:
+        result = run_flow(flow, args)
+    except FlowStepError as failure:
+        error = failure.error if isinstance(failure.error, dict) else {"message": str(failure.error)}
+        error = {**error, "step_id": failure.step}
+        return JobResult(1, error, json.dumps(error, separators=(",", ":"), default=str), "")
+    return JobResult(0, result, json.dumps(result, separators=(",", ":"), default=str), "")
+
+
 def read_json_option(value: str, what: str) -> Any:
     """`--data '{...}'` or `--data @file.json`."""
     try:
@@ -120,15 +133,16 @@ def read_json_option(value: str, what: str) -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="local-run", description=__doc__.split("\n\n")[0])
-    parser.add_argument("script", help="create_message, bulk_create_messages, or a path to a .py script")
+    parser.add_argument("script", help="create_message, bulk_create_messages, a .py script or a .flow folder")
     parser.add_argument("--data", default="{}", help="the job arguments, e.g. '{\"body\": {...}}', or @FILE")
     parser.add_argument("--resource", help='the kustomer resource, e.g. \'{"apiKey": "..."}\', or @FILE')
     parser.add_argument("--pretty", action="store_true", help="indent the result (the worker writes it compact)")
     options = parser.parse_args(argv)
 
-    script = resolve_script(options.script)
+    flow = Path(options.script) if Path(options.script).is_dir() else None
+    script = None if flow else resolve_script(options.script)
     args = read_json_option(options.data, "--data")
-    if not isinstance(args, dict) or ("body" not in args and "auth" not in args):
+    if not flow and (not isinstance(args, dict) or ("body" not in args and "auth" not in args)):
         print("local-run: --data has no 'body' key: using all of it as the body", file=sys.stderr)
         args = {"body": args}
 
@@ -149,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         args["auth"] = {"apiKey": "sandbox-key", "baseUrl": sandbox.url}
         print(f"local-run: using the embedded Kustomer sandbox at {sandbox.url} (no key needed)", file=sys.stderr)
     try:
-        job = run_job(script, args)
+        job = run_flow_job(flow, args) if flow else run_job(script or Path(), args)
     finally:
         if sandbox:
             sandbox.stop()

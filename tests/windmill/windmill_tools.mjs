@@ -32,7 +32,8 @@ if (command === "signature") {
   out = pyImports.parse_py_relative_imports(readFileSync(rest[1], "utf8"), rest[0]);
 } else if (command === "validate-flow") {
   const { WindmillYamlValidator } = await import("windmill-yaml-validator");
-  out = new WindmillYamlValidator().validate(readFileSync(rest[0], "utf8"), { type: "flow" });
+  const { errors } = new WindmillYamlValidator().validate(readFileSync(rest[0], "utf8"), { type: "flow" });
+  out = { errors: errors.map((e) => `${e.instancePath || "/"} ${e.message}`) };
 } else {
   console.error("usage: windmill_tools.mjs signature FILE... | imports PATH FILE | validate-flow FILE");
   process.exit(2);

@@ -1,0 +1,113 @@
+"""`uv run deploy` with the real wmill CLI against a recording stand-in of the Windmill API."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from windmill_standin import WindmillStandIn
+
+from workbench.local_run import ROOT
+
+DEPLOY = Path(sys.executable).parent / "deploy"
+SCRIPTS = ROOT / "scripts" / "kustomer"
+TOKEN = "wm-token-not-to-be-printed"
+
+
+def deploy(standin: WindmillStandIn, *extra: str) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [str(DEPLOY), "--base-url", standin.url, "--token", TOKEN, "--workspace", "support-ws", *extra],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env=dict(os.environ),
+    )
+    assert TOKEN not in done.stdout + done.stderr
+    return done
+
+
+def writes(standin: WindmillStandIn) -> list[tuple[str, str, str]]:
+    """(method, endpoint, item path or name) of every request that could change the workspace."""
+    out = []
+    for request in standin.writes():
+        body = request["body"] if isinstance(request["body"], dict) else {}
+        out.append((request["method"], request["path"], body.get("path") or body.get("name") or ""))
+    return out
+
+
+def body_of(standin: WindmillStandIn, endpoint: str, path: str) -> dict[str, Any]:
+    return next(r["body"] for r in standin.writes() if r["path"].endswith(endpoint) and r["body"].get("path") == path)
+
+
+def test_deploy_creates_exactly_the_folder_its_items_and_nothing_else() -> None:
+    with WindmillStandIn() as standin:
+        done = deploy(standin)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert writes(standin) == [
+        ("POST", "/api/w/support-ws/folders/create", "kustomer"),
+        ("POST", "/api/w/support-ws/resources/type/create", "kustomer"),
+        ("POST", "/api/w/support-ws/scripts/create", "f/kustomer/create_message"),
+        ("POST", "/api/w/support-ws/scripts/create", "f/kustomer/bulk_create_messages"),
+        ("POST", "/api/w/support-ws/flows/create", "f/kustomer/import_messages"),
+    ]
+    assert all(r["method"] != "DELETE" for r in standin.requests)
+    assert all(r["authorization"] == f"Bearer {TOKEN}" for r in standin.requests)
+
+
+def test_scripts_arrive_with_code_summary_description_schema_and_lock() -> None:
+    with WindmillStandIn() as standin:
+        assert deploy(standin).returncode == 0
+    for name in ("create_message", "bulk_create_messages"):
+        sent = body_of(standin, "/scripts/create", f"f/kustomer/{name}")
+        meta = yaml.safe_load((SCRIPTS / f"{name}.script.yaml").read_text())
+        assert sent["content"] == (SCRIPTS / f"{name}.py").read_text()
+        assert sent["language"] == "python3"
+        assert sent["summary"] == meta["summary"]
+        assert sent["description"] == meta["description"]
+        assert sent["schema"] == meta["schema"]
+        assert sent["lock"] == (SCRIPTS / f"{name}.script.lock").read_text()
+    flow = body_of(standin, "/flows/create", "f/kustomer/import_messages")
+    split, send, _ = flow["value"]["modules"]
+    assert split["value"]["content"].startswith('"""Step 1 of import_messages')  # the inline file, inlined
+    assert send["value"]["modules"][0]["value"]["path"] == "f/kustomer/bulk_create_messages"
+
+
+def test_an_existing_folder_is_left_as_it_is() -> None:
+    with WindmillStandIn(folders=("kustomer",)) as standin:
+        assert deploy(standin).returncode == 0
+    assert not [w for w in writes(standin) if "/folders/" in w[1]]
+
+
+def test_another_folder_moves_every_path_and_reference() -> None:
+    with WindmillStandIn() as standin:
+        assert deploy(standin, "--folder", "cx").returncode == 0
+    paths = [w[2] for w in writes(standin) if w[1].endswith(("/scripts/create", "/flows/create"))]
+    assert paths == ["f/cx/create_message", "f/cx/bulk_create_messages", "f/cx/import_messages"]
+    flow = body_of(standin, "/flows/create", "f/cx/import_messages")
+    assert flow["value"]["modules"][1]["value"]["modules"][0]["value"]["path"] == "f/cx/bulk_create_messages"
+    assert "f/kustomer/" not in str(flow)
+
+
+def test_dry_run_shows_the_plan_and_sends_nothing() -> None:
+    with WindmillStandIn() as standin:
+        done = deploy(standin, "--dry-run")
+    assert done.returncode == 0
+    assert standin.requests == []
+    assert "wmill script push f/kustomer/create_message.py" in done.stdout
+    assert "wmill flow push f/kustomer/import_messages.flow f/kustomer/import_messages" in done.stdout
+    assert "f/kustomer/create_message.script.lock" in done.stdout
+
+
+@pytest.mark.parametrize("folder", ["Kustomer", "../etc", "a/b"])
+def test_folder_names_are_checked(folder: str) -> None:
+    with WindmillStandIn() as standin:
+        done = deploy(standin, "--folder", folder, "--dry-run")
+    assert done.returncode != 0
+    assert "--folder must be lowercase letters" in done.stderr
