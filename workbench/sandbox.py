@@ -11,8 +11,8 @@ hidden), so you see exactly what would have been sent; DELETE clears it; POST /_
 changes the switches below while it runs.
 
 Switches: a rate limit (requests per window, x-ratelimit-* headers on every answer, 429 past it),
-added latency, and faults for the next N requests: 500/502/503 (a JSON error), html_500 (a 1 MB HTML
-page), hang (reads the request, never answers), drop (closes the connection mid-answer), not_json
+added latency, and faults for the next N requests: 429 (always rate limited), 500/502/503 (a JSON
+error), html_500 (a 1 MB HTML page), hang (reads the request, never answers), drop (closes the connection mid-answer), not_json
 and empty (a 2xx that is not JSON), redirect (307 to another host).
 """
 
@@ -31,7 +31,7 @@ from typing import Any
 
 import jsonschema
 
-FAULTS = ("500", "502", "503", "html_500", "hang", "drop", "not_json", "empty", "redirect")
+FAULTS = ("429", "500", "502", "503", "html_500", "hang", "drop", "not_json", "empty", "redirect")
 
 # ---- Kustomer's published rules for a message, written for the sandbox alone ----
 
@@ -262,7 +262,9 @@ class Sandbox:
         self.server = ThreadingHTTPServer((host, port), _Handler)
         self.server.daemon_threads = True
         self.server.sandbox = self  # type: ignore[attr-defined]
-        self.thread = threading.Thread(target=self.server.serve_forever, name="kustomer-sandbox", daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, name="kustomer-sandbox", daemon=True
+        )
 
     def configure(self, **switches: Any) -> None:
         unknown = set(switches) - {"rate_limit", "window", "latency", "fault", "fault_count", "max_body_bytes"}
@@ -502,7 +504,15 @@ class _Handler(BaseHTTPRequestHandler):
         return {**base, "attributes": {**attributes, "status": "queued", "completed": False, "ids": []}}
 
     def _fault(self, fault: str, record: dict[str, Any], headers: dict[str, str]) -> None:
-        if fault in ("500", "502", "503"):
+        if fault == "429":  # rate limited whatever the count: the window resets one window from now
+            record["status"] = 429
+            reset = {
+                "x-ratelimit-limit": "0",
+                "x-ratelimit-remaining": "0",
+                "x-ratelimit-reset": str(math.ceil(time.time() + self.box.window)),
+            }
+            self._send(429, {"errors": [_error(429, "rate_limited", "rate limit exceeded")]}, {**headers, **reset})
+        elif fault in ("500", "502", "503"):
             record["status"] = int(fault)
             self._send(int(fault), {"errors": [_error(int(fault), "server_error", "sandbox fault")]}, headers)
         elif fault == "html_500":
