@@ -12,8 +12,8 @@ changes the switches below while it runs.
 
 Switches: a rate limit (requests per window, x-ratelimit-* headers on every answer, 429 past it),
 added latency, and faults for the next N requests: 429 (always rate limited), 500/502/503 (a JSON
-error), html_500 (a 1 MB HTML page), hang (reads the request, never answers), drop (closes the connection mid-answer), not_json
-and empty (a 2xx that is not JSON), redirect (307 to another host).
+error), html_500 (a 1 MB HTML page), hang (reads the request, never answers), drop (closes the
+connection mid-answer), not_json and empty (a 2xx that is not JSON), redirect (307 to another host).
 """
 
 from __future__ import annotations
