@@ -10,6 +10,12 @@ import bulk_create_messages
 import create_message
 import pytest
 from create_message import kustomer
+from hypothesis import HealthCheck, settings
+
+# Fuzzing depth: `ci` keeps the suite quick; HYPOTHESIS_PROFILE=long searches far deeper.
+settings.register_profile("ci", max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("long", max_examples=20_000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 RECORDINGS = Path(__file__).parent / "recordings"
 SCRIPTS = (create_message, bulk_create_messages)

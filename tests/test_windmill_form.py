@@ -98,6 +98,9 @@ def assert_same_rules(form: dict[str, Any], rule: dict[str, Any], where: str) ->
     assert form["type"] == rule["type"], where
     for key in LIMITS:
         assert form.get(key) == rule.get(key), f"{where}: {key}"
+    if "anyOf" in rule:  # queue: one of `id` or `external`, with nothing else allowed
+        assert form["minProperties"] == 1, where
+        assert rule["additionalProperties"] is False, where
     if rule.get("format") == "object-id":
         assert form["pattern"] == "^[0-9a-fA-F]{24}$", where
         assert re.fullmatch(form["pattern"], "57c8d2b01a57ed1400392073")

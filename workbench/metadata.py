@@ -140,7 +140,9 @@ def form_property(schema: dict[str, Any]) -> dict[str, Any]:
     schema = copy.deepcopy(schema)
     if "anyOf" in schema and "type" not in schema:  # attachments: the form shows the object form
         schema = next(s for s in schema["anyOf"] if s.get("items", {}).get("type") == "object")
-    schema.pop("anyOf", None)  # queue: `id` or `external`, said in its description
+    if "anyOf" in schema:  # queue: `id` or `external`; with no other key allowed, that is "not empty"
+        assert all(set(option) == {"required"} for option in schema.pop("anyOf"))
+        schema["minProperties"] = 1
     schema.pop("nullable", None)
     if schema.get("format") == "object-id":
         del schema["format"]
