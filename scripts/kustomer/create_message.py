@@ -171,8 +171,8 @@ class RetryPolicy(NamedTuple):
     read_timeout: float = 30.0  # seconds of silence from Kustomer once the request is sent
     response_deadline: float = 60.0  # seconds to receive a whole answer, however it trickles in
     max_response_bytes: int = 10_000_000
-    max_attempts: int = 5  # requests sent for one job, retries included
-    max_total_wait: float = 120.0  # seconds slept between attempts, all added up
+    max_connect_attempts: int = 5  # tries to open a connection; nothing is sent before one opens
+    max_total_wait: float = 120.0  # seconds slept between attempts, all added up: bounds 429 retries
     max_single_wait: float = 65.0  # one rate-limit window is 60 s; a longer wait is not waited for
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.time
@@ -269,30 +269,28 @@ def _message_problems(message: Any, where: str, required: tuple[str, ...], extra
 
 def _problems(value: Any, schema: Schema, where: str) -> list[str]:
     """What is wrong with `value` against `schema`, one line per problem, each naming where."""
-    if value is None:
-        return [] if schema.get("nullable") else [f"{where}: must be {_expected(schema)}, got null"]
-    if "anyOf" in schema and "type" not in schema:
-        return _any_of_problems(value, schema["anyOf"], where)
     kind = schema.get("type")
-    if kind and not _has_type(value, kind):
+    if kind is None:
+        return _any_of_problems(value, schema["anyOf"], where) if value is not None else [f"{where}: got null"]
+    if not _has_type(value, kind):
+        if value is None:
+            return [] if schema.get("nullable") else [f"{where}: must be {_expected(schema)}, got null"]
         return [f"{where}: must be {_expected(schema)}, got {_describe(value)}"]
     if "enum" in schema and value not in schema["enum"]:
         return [f"{where}: {_show(value)} is not one of {', '.join(str(v) for v in schema['enum'])}"]
-    if kind == "string":
-        return _string_problems(value, schema, where)
-    if kind == "number":
-        return _number_problems(value, schema, where)
-    if kind == "array":
-        return _array_problems(value, schema, where)
-    if kind == "object":
-        return _object_problems(value, schema, where)
-    return []
+    check = _CHECKS.get(kind)
+    return check(value, schema, where) if check and len(schema) > 1 else []
 
 
 def _any_of_problems(value: Any, options: list[Schema], where: str) -> list[str]:
-    results = [_problems(value, option, where) for option in options]
-    if any(not r for r in results):
-        return []
+    if isinstance(value, list) and value:  # try first the alternative whose items look like these
+        options = sorted(options, key=lambda o: not _has_type(value[0], o.get("items", {}).get("type", "")))
+    results = []
+    for option in options:
+        problems = _problems(value, option, where)
+        if not problems:
+            return []
+        results.append(problems)
 
     # The alternative whose types fit best explains what to fix; on a tie, say each way out.
     def rank(problems: list[str]) -> tuple[int, int]:
@@ -305,9 +303,10 @@ def _any_of_problems(value: Any, options: list[Schema], where: str) -> list[str]
     return tied[0]
 
 
+_JSON_TYPES: dict[str, type] = {"string": str, "boolean": bool, "array": list, "object": dict}
+
+
 def _has_type(value: Any, kind: str) -> bool:
-    if kind == "string":
-        return isinstance(value, str)
     if kind == "number":
         # bool is an int in Python but not a number in JSON; NaN and infinity are not JSON at all
         return (
@@ -316,13 +315,7 @@ def _has_type(value: Any, kind: str) -> bool:
             and abs(value) != float("inf")
             and value == value
         )
-    if kind == "boolean":
-        return isinstance(value, bool)
-    if kind == "array":
-        return isinstance(value, list)
-    if kind == "object":
-        return isinstance(value, dict)
-    return True
+    return isinstance(value, _JSON_TYPES.get(kind, object))
 
 
 def _string_problems(value: str, schema: Schema, where: str) -> list[str]:
@@ -331,15 +324,19 @@ def _string_problems(value: str, schema: Schema, where: str) -> list[str]:
     if "minLength" in schema and len(value) < schema["minLength"]:
         return [f"{where}: {len(value)} characters, at least {schema['minLength']} needed"]
     fmt = schema.get("format")
-    if fmt == "object-id" and not re.fullmatch(r"[0-9a-fA-F]{24}", value):
+    if fmt == "object-id" and not _OBJECT_ID_RE.fullmatch(value):
         return [f"{where}: {_show(value)} is not a Kustomer id (24 hexadecimal characters)"]
     if fmt == "date-time" and not _is_date_time(value):
         return [f"{where}: {_show(value)} is not an ISO 8601 date-time such as 2024-05-01T12:30:00Z"]
     return []
 
 
+_OBJECT_ID_RE = re.compile(r"[0-9a-fA-F]{24}")
+_DATE_TIME_RE = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d:?\d\d)?")
+
+
 def _is_date_time(value: str) -> bool:
-    if not re.fullmatch(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d:?\d\d)?", value):
+    if not _DATE_TIME_RE.fullmatch(value):
         return False
     try:
         datetime.fromisoformat(value.replace("Z", "+00:00"))  # a real calendar date and time
@@ -379,14 +376,24 @@ def _object_problems(value: dict[str, Any], schema: Schema, where: str) -> list[
     for name in schema.get("required", []):
         if name not in value:
             problems.append(f"{where}.{name}: required, but missing")
-    for name, item in value.items():
-        if name in properties:
-            problems += _problems(item, properties[name], f"{where}.{name}")
-        elif schema.get("additionalProperties") is False:
-            problems.append(f"{where}.{name}: unknown field{_suggestion(name, list(properties))}")
+    closed = schema.get("additionalProperties") is False
+    if properties or closed:  # a free-form object (meta, custom) has nothing to check key by key
+        for name, item in value.items():
+            if name in properties:
+                problems += _problems(item, properties[name], f"{where}.{name}")
+            elif closed:
+                problems.append(f"{where}.{name}: unknown field{_suggestion(name, list(properties))}")
     if "anyOf" in schema and not problems:
         problems += _any_of_problems(value, [{"type": "object", **option} for option in schema["anyOf"]], where)
     return problems
+
+
+_CHECKS: dict[str, Callable[[Any, Schema, str], list[str]]] = {
+    "string": _string_problems,
+    "number": _number_problems,
+    "array": _array_problems,
+    "object": _object_problems,
+}
 
 
 def _suggestion(name: str, known: list[str]) -> str:
@@ -460,17 +467,19 @@ def _send(auth: kustomer, key: str, path: str, body: Any) -> Any:
     policy = POLICY
     timeout = httpx.Timeout(policy.read_timeout, connect=policy.connect_timeout)
     waited = 0.0
+    failed_connections = 0
     rate_limited = 0
     with httpx.Client(timeout=timeout, follow_redirects=False) as client:
-        for attempt in range(1, policy.max_attempts + 1):
+        while True:
             try:
                 response, raw = _post_once(client, url, content, headers, policy)
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.ProxyError) as exc:
                 # No connection to Kustomer was made, so nothing was received: safe to try again.
-                wait = _backoff(attempt)
-                if attempt == policy.max_attempts or waited + wait > policy.max_total_wait:
+                failed_connections += 1
+                wait = _backoff(failed_connections)
+                if failed_connections == policy.max_connect_attempts or waited + wait > policy.max_total_wait:
                     raise KustomerConnectionError(
-                        f"Could not connect to {base_url} ({_transport_error(exc)}), {attempt} attempt(s) "
+                        f"Could not connect to {base_url} ({_transport_error(exc)}), {failed_connections} attempt(s) "
                         f"over {waited:.0f} s. Nothing was sent, so nothing was created. "
                         "Check auth.baseUrl, the network and any proxy settings, then run again."
                     ) from None
@@ -485,18 +494,13 @@ def _send(auth: kustomer, key: str, path: str, body: Any) -> Any:
                 if response.status_code != 429:
                     return _result(response, raw, url, body)
                 rate_limited += 1
-                wait, reset_at = _rate_limit_wait(response.headers, attempt, policy.clock())
-                if (
-                    attempt == policy.max_attempts
-                    or wait > policy.max_single_wait
-                    or waited + wait > policy.max_total_wait
-                ):
+                wait, reset_at = _rate_limit_wait(response.headers, rate_limited, policy.clock())
+                if wait > policy.max_single_wait or waited + wait > policy.max_total_wait:
                     raise KustomerRateLimitError(
                         _rate_limited_text(response, raw, rate_limited, waited, reset_at, policy), 429
                     )
             policy.sleep(wait)
             waited += wait
-    raise AssertionError("unreachable: the loop returns or raises")
 
 
 class _ResponseBrokenError(Exception):
@@ -552,13 +556,17 @@ def _backoff(attempt: int) -> float:
     return float(min(30.0, 2.0 ** (attempt - 1)) * random.uniform(0.5, 1.0))
 
 
-def _rate_limit_wait(headers: httpx.Headers, attempt: int, now: float) -> tuple[float, float | None]:
-    """How long to wait after a 429, and when the window resets (epoch seconds) if Kustomer said."""
+def _rate_limit_wait(headers: httpx.Headers, losses: int, now: float) -> tuple[float, float | None]:
+    """How long to wait after the `losses`-th 429, and when the window resets (epoch seconds) if said.
+
+    Jobs released by the same reset wake a little apart, and the more 429s a job has had, the
+    sooner it wakes: jobs of one parallel import share no state, so this is how the longest
+    waiter gets the next window's first slots instead of losing the race again and again.
+    """
     reset_at = _reset_time(headers, now)
     if reset_at is not None and reset_at > now:
-        # a little jitter after the reset: jobs released together do not all land in the same instant
-        return reset_at - now + random.uniform(0.1, 1.0), reset_at
-    return _backoff(attempt), reset_at
+        return reset_at - now + random.uniform(0.1, 1.0) / losses, reset_at
+    return _backoff(losses), reset_at
 
 
 def _reset_time(headers: httpx.Headers, now: float) -> float | None:
