@@ -72,6 +72,17 @@ def test_split_makes_batches_of_100_with_positions() -> None:
     ]
 
 
+def test_split_paces_batches_to_the_requests_per_minute_given() -> None:
+    batches = split.main(messages(500), 100, max_requests_per_minute=60, parallelism=2)
+    # the two slots start one second apart, then each waits two seconds before its next batch
+    assert [b["delay"] for b in batches] == [0, 1, 2, 2, 2]
+
+
+def test_split_parallelism_is_the_loops() -> None:
+    modules = yaml.safe_load((FLOW / "flow.yaml").read_text())["value"]["modules"]
+    assert modules[0]["value"]["input_transforms"]["parallelism"]["value"] == modules[1]["value"]["parallelism"]
+
+
 def test_split_gives_each_message_a_client_ref_from_its_position_unless_it_has_one() -> None:
     given = messages(3)
     given[1]["_clientRef"] = "crm-42"
@@ -145,6 +156,17 @@ def test_250_messages_are_sent_in_3_bulk_requests_each_exactly_once() -> None:
     assert all(len(e["bulk_id"]) == 24 and e["status"] == "queued" for e in result)
 
 
+def test_a_paced_import_stays_under_the_rate_limit() -> None:
+    with Sandbox(rate_limit=3, window=2.0) as sandbox:  # 90 requests a minute
+        result = run_flow(
+            FLOW,
+            {"auth": {"apiKey": "k", "baseUrl": sandbox.url}, "messages": messages(600), "max_requests_per_minute": 72},
+        )
+        statuses = [r["status"] for r in sandbox.requests if r["path"] == "/v1/messages/bulk"]
+    assert statuses == [200] * 6  # no 429: the import kept to its share
+    assert len(result) == 6
+
+
 def test_a_bad_batch_fails_the_flow_but_the_others_are_sent_once() -> None:
     given = messages(250)
     given[150]["channel"] = "fax"
@@ -157,3 +179,18 @@ def test_a_bad_batch_fails_the_flow_but_the_others_are_sent_once() -> None:
     assert "positions 100-199: Nothing was sent to Kustomer" in text
     assert "body[50].channel: 'fax' is not one of" in text
     assert len(received) == 2  # batches 0-99 and 200-249, never the bad one
+
+
+def test_inline_steps_take_lists_of_objects_for_windmills_parser() -> None:
+    files = [str(FLOW / "split_into_batches.inline_script.py"), str(FLOW / "summarize_batches.inline_script.py")]
+    done = subprocess.run(
+        ["node", "tests/windmill/windmill_tools.mjs", "signature", *files],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    for parsed in json.loads(done.stdout).values():
+        lists = [a for a in parsed["args"] if isinstance(a["typ"], dict) and "list" in a["typ"]]
+        assert lists
+        assert all(a["typ"]["list"] == {"object": {"name": None, "props": []}} for a in lists)

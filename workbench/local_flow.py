@@ -2,13 +2,15 @@
 
 Enough of Windmill's flow engine for this project's flows: `rawscript` (Python, `!inline` files),
 `script` steps by workspace path (f/<folder>/<name> runs scripts/kustomer/<name>.py), and
-`forloopflow` (parallel with bounded parallelism, skip_failures). Step inputs are `static` values
-or `javascript` expressions that are plain paths: flow_input.x, results.<step>.y, flow_input.iter.value.
+`forloopflow` (parallel with bounded parallelism, skip_failures), and a step's `sleep` before it
+starts. Step inputs are `static` values or `javascript` expressions that are plain paths:
+flow_input.x, results.<step>.y, flow_input.iter.value.
 """
 
 from __future__ import annotations
 
 import re
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -48,6 +50,8 @@ def _run_modules(
 
 def _run_module(flow_dir: Path, module: dict[str, Any], flow_input: dict[str, Any], results: dict[str, Any]) -> Any:
     step, value = module["id"], module["value"]
+    if "sleep" in module:  # Windmill waits this long before the step starts
+        time.sleep(float(_evaluate(module["sleep"], flow_input, results) or 0))
     if value["type"] == "forloopflow":
         items = _evaluate(value["iterator"], flow_input, results)
         if not isinstance(items, list):

@@ -4,16 +4,29 @@ Each message gets a `_clientRef` from its position in the input (`position-<i>`)
 so Kustomer's per-item results can be matched back to the input, and every batch satisfies
 Kustomer's rule of a `_clientRef` on all items. Refs must be unique across the whole import:
 a repeated one fails this step, before anything is sent.
+
+With `max_requests_per_minute`, each batch also gets the `delay` its loop iteration waits before
+sending, so that the loop's `parallelism` slots together stay under that rate: the first batches
+are spread over one period, and every later one waits a whole period after its slot's previous
+batch. The import then never takes more of the org's rate limit than it was given, which leaves
+the rest to agents and other apps (the limit is shared by the whole org) and avoids 429s.
 """
 
 from typing import Any
 
 
-def main(messages: list, batch_size: int = 100) -> list[dict[str, Any]]:  # type: ignore[type-arg]
+def main(
+    messages: list[dict],  # type: ignore[type-arg]  # Windmill reads a bare `dict` as an object
+    batch_size: int = 100,
+    max_requests_per_minute: int = 0,
+    parallelism: int = 4,
+) -> list[dict[str, Any]]:
     if not isinstance(messages, list):
         raise ValueError(f"messages must be a list of message objects, got {type(messages).__name__}")
     if not 1 <= batch_size <= 100:
         raise ValueError(f"batch_size must be 1 to 100 (Kustomer's bulk limit), got {batch_size}")
+    if max_requests_per_minute < 0 or parallelism < 1:
+        raise ValueError("max_requests_per_minute must be 0 (no pacing) or more, and parallelism 1 or more")
     tagged = []
     first_seen: dict[str, int] = {}
     for position, message in enumerate(messages):
@@ -28,8 +41,14 @@ def main(messages: list, batch_size: int = 100) -> list[dict[str, Any]]:  # type
         if isinstance(ref, str):
             first_seen[ref] = position
         tagged.append({**message, "_clientRef": ref})
+    spacing = 60 / max_requests_per_minute if max_requests_per_minute else 0.0
     return [
-        {"first": start, "last": start + len(chunk) - 1, "messages": chunk}
-        for start in range(0, len(tagged), batch_size)
+        {
+            "first": start,
+            "last": start + len(chunk) - 1,
+            "delay": round(spacing * min(number, parallelism), 3),
+            "messages": chunk,
+        }
+        for number, start in enumerate(range(0, len(tagged), batch_size))
         for chunk in [tagged[start : start + batch_size]]
     ]

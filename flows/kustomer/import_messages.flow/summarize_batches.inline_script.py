@@ -7,7 +7,7 @@ them all and then fails the flow if any batch failed, naming the positions to se
 from typing import Any
 
 
-def main(batches: list, bulk_operations: list) -> list[dict[str, Any]]:  # type: ignore[type-arg]
+def main(batches: list[dict], bulk_operations: list[dict]) -> list[dict[str, Any]]:  # type: ignore[type-arg]
     summary = []
     failed = []
     for number, (batch, outcome) in enumerate(zip(batches, bulk_operations, strict=True)):
