@@ -66,11 +66,14 @@ def test_request_carries_key_json_body_and_a_user_agent_naming_the_project(
         ("https://acme.api.kustomerapp.com", "https://acme.api.kustomerapp.com/v1/messages"),
         ("https://acme.api.kustomerapp.com/v1/", "https://acme.api.kustomerapp.com/v1/messages"),
         ("", "https://api.kustomerapp.com/v1/messages"),
+        ("  ", "https://api.kustomerapp.com/v1/messages"),
+        (None, "https://api.kustomerapp.com/v1/messages"),
     ],
 )
-def test_base_url_picks_the_region(base_url: str, expected: str, api: respx.Router) -> None:
+def test_base_url_picks_the_region(base_url: str | None, expected: str, api: respx.Router) -> None:
     route = api.post(expected).respond(201, json={})
-    create_message.main({"apiKey": API_KEY, "baseUrl": base_url}, dict(MESSAGE))
+    resource: Any = {"apiKey": API_KEY, "baseUrl": base_url}  # a resource saved with the field left empty
+    create_message.main(resource, dict(MESSAGE))
     assert route.call_count == 1
 
 

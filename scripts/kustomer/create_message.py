@@ -229,7 +229,7 @@ def _auth_problems(auth: Any) -> list[str]:
     elif not re.fullmatch(r"[\x21-\x7e]+", key.strip()):
         problems.append("auth.apiKey: contains spaces or characters not allowed in an HTTP header (value not shown)")
     base_url = auth.get("baseUrl")
-    if base_url not in (None, ""):
+    if base_url is not None and not (isinstance(base_url, str) and not base_url.strip()):  # empty: the US
         problem = _base_url_problem(base_url)
         if problem:
             problems.append(f"auth.baseUrl: {problem}")
@@ -450,7 +450,7 @@ def _post_json(auth: kustomer, path: str, body: Any) -> Any:
 
 
 def _send(auth: kustomer, key: str, path: str, body: Any) -> Any:
-    base_url = (auth.get("baseUrl") or DEFAULT_BASE_URL).strip().rstrip("/").removesuffix("/v1")
+    base_url = ((auth.get("baseUrl") or "").strip() or DEFAULT_BASE_URL).rstrip("/").removesuffix("/v1")
     url = base_url + path
     try:
         content = json.dumps(body, ensure_ascii=False, allow_nan=False).encode()
