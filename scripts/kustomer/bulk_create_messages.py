@@ -200,6 +200,7 @@ MESSAGE_FIELDS: dict[str, Schema] = {
 }
 
 _MAX_PROBLEMS_SHOWN = 40
+_ERROR_BODY_BYTES = 65536  # read of an error answer; Kustomer's own are a few hundred bytes
 
 
 class RetryPolicy(NamedTuple):
@@ -557,6 +558,8 @@ def _post_once(
             for chunk in response.iter_bytes():
                 chunks.append(chunk)
                 size += len(chunk)
+                if not response.is_success and size > _ERROR_BODY_BYTES:
+                    break  # an error body: its beginning is enough to explain it
                 if size > policy.max_response_bytes or policy.clock() > deadline:
                     if response.is_success:
                         reason = "was too large" if size > policy.max_response_bytes else "took too long"
@@ -699,7 +702,7 @@ _HINTS = {
 
 def _error_text(raw: bytes) -> str:
     """Kustomer's own words from an error body, short, whatever its shape."""
-    text = raw[:65536].decode("utf-8", "replace")
+    text = raw[:_ERROR_BODY_BYTES].decode("utf-8", "replace")
     try:
         errors = json.loads(text).get("errors")
     except (ValueError, AttributeError):
