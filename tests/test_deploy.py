@@ -111,3 +111,66 @@ def test_folder_names_are_checked(folder: str) -> None:
         done = deploy(standin, "--folder", folder, "--dry-run")
     assert done.returncode != 0
     assert "--folder must be lowercase letters" in done.stderr
+
+
+# ---- wmill.yaml: even `wmill sync push`, the dangerous command, cannot reach other items ----
+
+OTHER_ITEMS = {
+    "f/other/keep_me.py": "def main():\n    return 1\n",
+    "f/other/keep_me.script.yaml": "summary: keep\nkind: script\nschema:\n  type: object\n  properties: {}\n",
+    "f/other/folder.meta.yaml": "summary: other\nowners: []\nextra_perms: {}\n",
+    "u/alice/mine.py": "def main():\n    return 2\n",
+    "u/alice/mine.script.yaml": "summary: mine\nkind: script\nschema:\n  type: object\n  properties: {}\n",
+    "other.resource-type.yaml": "description: another team's\nschema:\n  type: object\n",
+}
+
+
+def sync_push_plan(staged: Path) -> list[str]:
+    """The change lines of `wmill sync push --dry-run` from `staged` into a workspace holding OTHER_ITEMS."""
+    import re
+
+    with WindmillStandIn(workspace=OTHER_ITEMS) as standin:
+        done = subprocess.run(
+            [
+                str(ROOT / "node_modules" / ".bin" / "wmill"),
+                "sync",
+                "push",
+                "--dry-run",
+                "--yes",
+                "--base-url",
+                standin.url,
+                "--token",
+                TOKEN,
+                "--workspace",
+                "support-ws",
+            ],
+            cwd=staged,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert not standin.writes()  # a dry run
+    output = re.sub(r"\x1b\[[0-9;]*m", "", done.stdout)
+    return [line for line in output.splitlines() if re.match(r"^[-+~] ", line)]
+
+
+def test_sync_push_with_this_wmill_yaml_deletes_nothing(tmp_path: Path) -> None:
+    from workbench.deploy import stage
+
+    stage("kustomer", tmp_path)
+    plan = sync_push_plan(tmp_path)
+    assert plan, "the plan should list the kustomer items to add"
+    assert all(line.startswith("+ ") and " f/kustomer/" in line for line in plan), plan
+
+
+def test_without_it_sync_push_would_delete_other_teams_items(tmp_path: Path) -> None:
+    """The control: with a broad wmill.yaml, the same push plans deletions (what ours prevents)."""
+    from workbench.deploy import stage
+
+    stage("kustomer", tmp_path)
+    (tmp_path / "wmill.yaml").write_text("defaultTs: bun\nincludes:\n  - f/**\n")
+    plan = sync_push_plan(tmp_path)
+    assert "- script f/other/keep_me.py" in plan
+    assert "- resource-type other.resource-type.yaml" in plan

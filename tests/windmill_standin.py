@@ -6,8 +6,10 @@ the workspace. It starts empty: every item is new, so each push is a create.
 
 from __future__ import annotations
 
+import io
 import json
 import threading
+import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -24,9 +26,12 @@ WHOAMI = {
 
 
 class WindmillStandIn:
-    def __init__(self, version: str = "v1.819.0", folders: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, version: str = "v1.819.0", folders: tuple[str, ...] = (), workspace: dict[str, str] | None = None
+    ) -> None:
         self.version = version
         self.folders = set(folders)  # folders that already exist in the workspace
+        self.workspace = workspace or {}  # what `wmill sync` downloads: path -> content, in the sync layout
         self.requests: list[dict[str, Any]] = []
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
@@ -82,6 +87,10 @@ class _Handler(BaseHTTPRequestHandler):
         elif "/folders/get/" in path and path.rsplit("/", 1)[-1] in standin.folders:
             name = path.rsplit("/", 1)[-1]
             self._send(200, {"name": name, "owners": ["u/alice"], "extra_perms": {"g/support": True}})
+        elif path.endswith("/workspaces/tarball"):
+            self._send_zip(standin.workspace)
+        elif path.endswith("/resources/file_resource_type_to_file_ext_map"):
+            self._send(200, {})
         elif "/exists/" in path:
             self._send(200, False)
         elif self.command in ("POST", "PUT"):
@@ -90,6 +99,18 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, "not found")
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle  # noqa: N815  # http.server's names
+
+    def _send_zip(self, files: dict[str, str]) -> None:
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as archive:
+            for name, content in files.items():
+                archive.writestr(name, content)
+        raw = buffer.getvalue()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/zip")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
 
     def _send(self, status: int, body: Any) -> None:
         raw = (body if isinstance(body, str) else json.dumps(body)).encode()
