@@ -209,6 +209,9 @@ def _error(status: int, code: str, detail: str, pointer: str | None = None) -> d
     return error
 
 
+_UNAUTHORIZED = {"errors": [_error(401, "unauthorized", "a Bearer token is required")]}
+
+
 def _object_id() -> str:
     return secrets.token_hex(12)
 
@@ -420,17 +423,19 @@ class _Handler(BaseHTTPRequestHandler):
             self.box.requests.append(record)
         return record
 
-    def _authorized(self) -> bool:
+    def _has_bearer(self) -> bool:
         value = self.headers.get("Authorization", "")
-        if value.startswith("Bearer ") and value[7:].strip():
+        return value.startswith("Bearer ") and bool(value[7:].strip())
+
+    def _authorized(self) -> bool:
+        if self._has_bearer():
             return True
-        self._send(401, {"errors": [_error(401, "unauthorized", "a Bearer token is required")]})
+        self._send(401, _UNAUTHORIZED)
         return False
 
     def _answer(self, raw: bytes) -> tuple[int, Any]:
-        value = self.headers.get("Authorization", "")
-        if not (value.startswith("Bearer ") and value[7:].strip()):
-            return 401, {"errors": [_error(401, "unauthorized", "a Bearer token is required")]}
+        if not self._has_bearer():
+            return 401, _UNAUTHORIZED
         if self.box.max_body_bytes and len(raw) > self.box.max_body_bytes:
             return 413, {"errors": [{"code": "payload_too_large", "message": "Request entity too large.", "meta": {}}]}
         try:

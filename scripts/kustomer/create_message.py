@@ -497,9 +497,7 @@ def _send(auth: kustomer, key: str, path: str, body: Any) -> Any:
                 rate_limited += 1
                 wait, reset_at = _rate_limit_wait(response.headers, rate_limited, policy.clock())
                 if wait > policy.max_single_wait or waited + wait > policy.max_total_wait:
-                    raise KustomerRateLimitError(
-                        _rate_limited_text(response, raw, rate_limited, waited, reset_at, policy), 429
-                    )
+                    raise KustomerRateLimitError(_rate_limited_text(raw, rate_limited, waited, reset_at, policy), 429)
             policy.sleep(wait)
             waited += wait
 
@@ -595,9 +593,7 @@ def _reset_time(headers: httpx.Headers, now: float) -> float | None:
     return max(times) if times else None
 
 
-def _rate_limited_text(
-    response: httpx.Response, raw: bytes, count: int, waited: float, reset_at: float | None, policy: RetryPolicy
-) -> str:
+def _rate_limited_text(raw: bytes, count: int, waited: float, reset_at: float | None, policy: RetryPolicy) -> str:
     when = "Kustomer did not say when its rate-limit window resets"
     if reset_at is not None:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(reset_at))
