@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from workbench.local_run import ROOT
+from workbench.worker import ROOT
 
 DEMO = Path(sys.executable).parent / "demo"
 

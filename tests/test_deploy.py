@@ -12,7 +12,7 @@ import pytest
 import yaml
 from windmill_standin import WindmillStandIn
 
-from workbench.local_run import ROOT
+from workbench.worker import ROOT
 
 DEPLOY = Path(sys.executable).parent / "deploy"
 SCRIPTS = ROOT / "scripts" / "kustomer"

@@ -196,7 +196,23 @@ def test_sandbox_accepts_exactly_what_bulk_create_messages_accepts(body: Any) ->
     assert script_accepts == sandbox_accepts
 
 
-@pytest.mark.parametrize("body", [{"channel": "email", "app": "x", "direction": "in", "sentAt": "2024-05-01T12:30Z"}])
-def test_agreement_examples(body: dict[str, Any]) -> None:
-    assert create_message._message_problems(body, "body", create_message.CREATE_REQUIRED) == []
-    assert body_errors("/v1/messages", body) == []
+DATE_TIMES = [
+    ("2024-05-01T12:30:00Z", True),
+    ("2024-05-01t12:30:00.5z", True),
+    ("2016-12-31T23:59:60Z", True),
+    ("2017-01-01T00:59:60+01:00", True),
+    ("2024-05-01T12:30Z", False),  # no seconds: what the published schema (RFC 3339) refuses
+    ("2024-05-01T12:30:00", False),  # no time zone
+    ("2024-05-01 12:30:00Z", False),
+    ("2024-05-01T12:30:00+0200", False),
+    ("2024-05-01T12:30:00+05:60", False),
+    ("2024-02-30T12:30:00Z", False),
+    ("2024-05-01T12:30:60Z", False),
+]
+
+
+@pytest.mark.parametrize(("when", "valid"), DATE_TIMES)
+def test_scripts_and_sandbox_agree_on_rfc_3339_date_times(when: str, valid: bool) -> None:
+    body = {"channel": "email", "app": "x", "direction": "in", "sentAt": when}
+    assert (create_message._message_problems(body, "body", create_message.CREATE_REQUIRED) == []) is valid
+    assert (body_errors("/v1/messages", body) == []) is valid

@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from workbench.local_flow import FlowStepError, run_flow
-from workbench.local_run import ROOT
 from workbench.sandbox import Sandbox
+from workbench.worker import ROOT
 
 FLOW = ROOT / "flows" / "kustomer" / "import_messages.flow"
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from workbench.local_run import ROOT, run_job
 from workbench.sandbox import Sandbox
+from workbench.worker import ROOT, run_job
 
 BIN = Path(sys.executable).parent
 
@@ -122,7 +122,8 @@ def test_cli_uses_resource_option_then_environment() -> None:
             env={"KUSTOMER_API_KEY": "k-654321", "KUSTOMER_BASE_URL": sandbox.url},
         )
         assert from_env.returncode == 0, from_env.stderr
-        assert f"using the REAL Kustomer API at {sandbox.url}" in from_env.stderr
+        assert f"using the local server at {sandbox.url}" in from_env.stderr
+        assert "REAL" not in from_env.stderr  # a loopback KUSTOMER_BASE_URL is no real Kustomer
         assert len(sandbox.requests) == 2
     assert "k-654321" not in from_env.stdout + from_env.stderr
 
@@ -130,4 +131,5 @@ def test_cli_uses_resource_option_then_environment() -> None:
 def test_cli_names_known_scripts_when_one_is_missing() -> None:
     done = run_cli("send_fax")
     assert done.returncode != 0
-    assert "known scripts: bulk_create_messages, create_message" in done.stderr
+    assert "scripts: bulk_create_messages, create_message" in done.stderr
+    assert "flows: import_messages" in done.stderr

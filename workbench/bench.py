@@ -24,8 +24,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from workbench.local_run import ROOT, SCRIPTS, run_job
 from workbench.sandbox import Sandbox
+from workbench.worker import ROOT, SCRIPTS, run_job
 
 NAIVE = Path(__file__).with_name("naive_create_message.py")
 MESSAGE = {

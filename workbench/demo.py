@@ -17,8 +17,8 @@ from typing import Any
 
 import httpx
 
-from workbench.local_run import ROOT, SCRIPTS, run_job
 from workbench.sandbox import Sandbox
+from workbench.worker import ROOT, SCRIPTS, run_job
 
 EXAMPLES = ROOT / "examples"
 RUNS = (

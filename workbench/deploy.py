@@ -22,7 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from workbench.local_run import ROOT, SCRIPTS
+from workbench.worker import ROOT, SCRIPTS
 
 FLOWS = ROOT / "flows" / "kustomer"
 WMILL = ROOT / "node_modules" / ".bin" / "wmill"

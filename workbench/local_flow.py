@@ -9,6 +9,7 @@ flow_input.x, results.<step>.y, flow_input.iter.value.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from workbench.local_run import SCRIPTS, run_job
+from workbench.worker import SCRIPTS, JobResult, run_job
 
 _PATH = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 
@@ -30,6 +31,17 @@ class FlowStepError(Exception):
         super().__init__(f"step {step} failed: {message}")
         self.step = step
         self.error = error
+
+
+def run_flow_job(flow: Path, args: dict[str, Any]) -> JobResult:
+    """A flow run as one job: its result, or the failed step's error, as Windmill shows them."""
+    try:
+        result = run_flow(flow, args)
+    except FlowStepError as failure:
+        error = failure.error if isinstance(failure.error, dict) else {"message": str(failure.error)}
+        error = {**error, "step_id": failure.step}
+        return JobResult(1, error, json.dumps(error, separators=(",", ":"), default=str), "")
+    return JobResult(0, result, json.dumps(result, separators=(",", ":"), default=str), "")
 
 
 def run_flow(flow_dir: Path, inputs: dict[str, Any]) -> Any:
@@ -74,10 +86,10 @@ def _run_module(flow_dir: Path, module: dict[str, Any], flow_input: dict[str, An
         if value.get("language") != "python3":
             raise FlowStepError(step, f"the local runner runs Python steps only, not {value.get('language')}")
         script = flow_dir / value["content"].removeprefix("!inline ")
-        job = run_job(script, args, workspace_path=f"f/flow/{step}")
+        job = run_job(script, args, workspace_path=f"f/flow/{step}", step_id=step)
     elif value["type"] == "script":
         name = value["path"].rsplit("/", 1)[-1]
-        job = run_job(SCRIPTS / f"{name}.py", args, workspace_path=value["path"])
+        job = run_job(SCRIPTS / f"{name}.py", args, workspace_path=value["path"], step_id=step)
     else:
         raise FlowStepError(step, f"the local runner does not run {value['type']} steps")
     if job.exit_code != 0:

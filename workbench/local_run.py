@@ -1,16 +1,13 @@
-"""Run one script of this repository the way a Windmill worker runs it, and print its result.
+"""Run one script or flow of this repository the way Windmill runs it, and print its result.
 
-    uv run local-run SCRIPT [--data JSON | --data @FILE] [--resource JSON | --resource @FILE]
+    uv run local-run NAME [--data JSON | --data @FILE] [--resource JSON | --resource @FILE] [--pretty]
 
-What a worker does, and so what this does: the script is written under its workspace path
-(f/kustomer/<name>.py) in a fresh job folder with the job's arguments in args.json; a generated
-wrapper.py imports it as a module, keeps only the arguments `main` names (dropping nulls for
-parameters with a default, so Python's default applies), calls main(**args) in a fresh Python
-process, and writes the result as json.dumps(..., separators=(',', ':'), default=str); an exception
-becomes {"message", "name", "stack"} (plus "extra" with the exception's attributes) and exit code 1.
+NAME is a script (create_message, f/kustomer/create_message, a .py file) or a flow (import_messages,
+a .flow folder). Each script runs as a worker-style job (workbench/worker.py): a fresh process, the
+worker's wrapper, its result encoding and its error object.
 
-The `auth` resource comes from --resource; else from KUSTOMER_API_KEY (and KUSTOMER_BASE_URL), which
-means the real Kustomer API; else the embedded sandbox is started on a free loopback port.
+The `auth` resource comes from --resource; else from KUSTOMER_API_KEY (and KUSTOMER_BASE_URL); else
+the embedded sandbox is started on a free loopback port. stderr says which.
 """
 
 from __future__ import annotations
@@ -18,108 +15,27 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-SCRIPTS = ROOT / "scripts" / "kustomer"
-
-# The worker starts the job with a cleared environment plus these (proxies included, as Windmill does).
-_PASSED_ENV = ("PATH", "HOME", "TZ", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
-
-_WRAPPER = """\
-import inspect
-import json
-import os
-import sys
-import traceback
-
-with open("args.json") as f:
-    kwargs = json.load(f, strict=False)
-
-result_json = os.path.join(os.path.abspath(os.path.dirname(__file__)), "result.json")
-
-try:
-    from {module} import {name} as inner_script
-
-    args = {{}}
-    for param in inspect.signature(inner_script.main).parameters.values():
-        args[param.name] = kwargs.get(param.name)
-        if param.default is not inspect.Parameter.empty and args[param.name] is None:
-            del args[param.name]
-    res = inner_script.main(**args)
-    with open(result_json, "w") as f:
-        f.write(json.dumps(res, separators=(",", ":"), default=str).replace("\\n", ""))
-except BaseException as e:
-    tb = traceback.format_tb(sys.exc_info()[2])
-    err = {{"message": str(e), "name": e.__class__.__name__, "stack": "\\n".join(tb[1:])}}
-    if e.__dict__:
-        err["extra"] = e.__dict__
-    with open(result_json, "w") as f:
-        f.write(json.dumps(err, separators=(",", ":"), default=str).replace("\\n", ""))
-    sys.exit(1)
-"""
+from workbench.local_flow import run_flow_job
+from workbench.worker import FLOWS, ROOT, SCRIPTS, JobResult, run_job, script_names
 
 
-class JobResult(NamedTuple):
-    """What a Windmill job ends with: its exit code, its result (or error object), and its logs."""
-
-    exit_code: int
-    result: Any  # decoded from `output`
-    output: str  # result.json exactly as the worker wrote it
-    logs: str
-
-
-def resolve_script(name: str) -> Path:
-    """Accept `create_message`, `f/kustomer/create_message` or a path to a .py file."""
-    candidates = [Path(name), ROOT / name, SCRIPTS / f"{Path(name).name.removesuffix('.py')}.py"]
-    for candidate in candidates:
+def resolve(name: str) -> Path:
+    """A script's .py file or a flow's .flow folder, from any of the names a user would give."""
+    stem = Path(name).name.removesuffix(".py").removesuffix(".flow")
+    for candidate in (Path(name), ROOT / name, SCRIPTS / f"{stem}.py", FLOWS / f"{stem}.flow"):
+        if candidate.is_dir() and (candidate / "flow.yaml").is_file():
+            return candidate.resolve()
         if candidate.is_file() and candidate.suffix == ".py":
             return candidate.resolve()
-    known = ", ".join(p.stem for p in sorted(SCRIPTS.glob("*.py")))
-    raise SystemExit(f"local-run: no script {name!r}; known scripts: {known}, or give a path to a .py file")
-
-
-def run_job(script: Path, args: dict[str, Any], workspace_path: str | None = None, timeout: float = 600) -> JobResult:
-    """Run `script` as a worker would, in a fresh process, with `args` as the job's arguments."""
-    workspace_path = workspace_path or f"f/kustomer/{script.stem}"
-    folder, _, name = workspace_path.rpartition("/")
-    with tempfile.TemporaryDirectory(prefix="windmill-job-") as job_dir:
-        module_dir = Path(job_dir, folder)
-        module_dir.mkdir(parents=True)
-        shutil.copyfile(script, module_dir / f"{name}.py")
-        Path(job_dir, "args.json").write_text(json.dumps(args))
-        Path(job_dir, "wrapper.py").write_text(_WRAPPER.format(module=folder.replace("/", "."), name=name))
-        env = {k: os.environ[k] for k in _PASSED_ENV if k in os.environ}
-        completed = subprocess.run(
-            [sys.executable, "-u", "-m", "wrapper"],
-            cwd=job_dir,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-        result_file = Path(job_dir, "result.json")
-        output = result_file.read_text() if result_file.exists() else "null"
-    return JobResult(completed.returncode, json.loads(output), output, completed.stdout + completed.stderr)
-
-
-def run_flow_job(flow: Path, args: dict[str, Any]) -> JobResult:
-    """A flow run as one job: its result, or the failed step's error, as Windmill shows them."""
-    from workbench.local_flow import FlowStepError, run_flow
-
-    try:
-        result = run_flow(flow, args)
-    except FlowStepError as failure:
-        error = failure.error if isinstance(failure.error, dict) else {"message": str(failure.error)}
-        error = {**error, "step_id": failure.step}
-        return JobResult(1, error, json.dumps(error, separators=(",", ":"), default=str), "")
-    return JobResult(0, result, json.dumps(result, separators=(",", ":"), default=str), "")
+    flows = ", ".join(p.name.removesuffix(".flow") for p in sorted(FLOWS.glob("*.flow")))
+    raise SystemExit(
+        f"local-run: no script or flow {name!r}; scripts: {', '.join(script_names())}; flows: {flows}; "
+        "or give a path to a .py file or a .flow folder"
+    )
 
 
 def read_json_option(value: str, what: str) -> Any:
@@ -131,20 +47,39 @@ def read_json_option(value: str, what: str) -> Any:
         raise SystemExit(f"local-run: {what} is not JSON or not a readable @file: {exc}") from None
 
 
+def is_loopback_url(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    host = urlsplit(url).hostname or ""
+    return host == "localhost" or host == "::1" or host.startswith("127.")
+
+
+def printed(job: JobResult, pretty: bool) -> str:
+    """What local-run prints: the worker's compact JSON, or with --pretty, indented JSON for a result
+    and plain text for an error (its message with real line breaks, then its name)."""
+    if not pretty:
+        return job.output
+    if job.exit_code != 0 and isinstance(job.result, dict) and isinstance(job.result.get("message"), str):
+        step = f" in step {job.result['step_id']}" if job.result.get("step_id") else ""
+        return f"{job.result['message']}\n\n({job.result.get('name', 'Error')}{step})"
+    return json.dumps(job.result, indent=2, ensure_ascii=False)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="local-run", description=__doc__.split("\n\n")[0])
-    parser.add_argument("script", help="create_message, bulk_create_messages, a .py script or a .flow folder")
-    parser.add_argument("--data", default="{}", help="the job arguments, e.g. '{\"body\": {...}}', or @FILE")
+    parser.add_argument("name", help="a script (create_message, ...), a flow (import_messages), or a path")
+    parser.add_argument("--data", help="the job arguments, e.g. '{\"body\": {...}}', or @FILE")
     parser.add_argument("--resource", help='the kustomer resource, e.g. \'{"apiKey": "..."}\', or @FILE')
-    parser.add_argument("--pretty", action="store_true", help="indent the result (the worker writes it compact)")
+    parser.add_argument("--pretty", action="store_true", help="indented result; an error as plain text")
     options = parser.parse_args(argv)
 
-    flow = Path(options.script) if Path(options.script).is_dir() else None
-    script = None if flow else resolve_script(options.script)
-    args = read_json_option(options.data, "--data")
-    if not flow and (not isinstance(args, dict) or ("body" not in args and "auth" not in args)):
-        print("local-run: --data has no 'body' key: using all of it as the body", file=sys.stderr)
-        args = {"body": args}
+    target = resolve(options.name)
+    is_flow = target.is_dir()
+    args = read_json_option(options.data, "--data") if options.data is not None else {}
+    if not is_flow and (not isinstance(args, dict) or ("body" not in args and "auth" not in args)):
+        if options.data is not None:
+            print("local-run: --data has no 'body' key: using all of it as the body", file=sys.stderr)
+        args = {"body": args} if options.data is not None else {}
 
     sandbox = None
     if options.resource:
@@ -155,7 +90,13 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("KUSTOMER_BASE_URL"):
             args["auth"]["baseUrl"] = os.environ["KUSTOMER_BASE_URL"]
         where = args["auth"].get("baseUrl", "https://api.kustomerapp.com")
-        print(f"local-run: using the REAL Kustomer API at {where} (KUSTOMER_API_KEY is set)", file=sys.stderr)
+        if is_loopback_url(where):
+            print(
+                f"local-run: using the local server at {where} (KUSTOMER_API_KEY and KUSTOMER_BASE_URL)",
+                file=sys.stderr,
+            )
+        else:
+            print(f"local-run: using the REAL Kustomer API at {where} (KUSTOMER_API_KEY is set)", file=sys.stderr)
     elif "auth" not in args:
         from workbench.sandbox import Sandbox
 
@@ -163,13 +104,13 @@ def main(argv: list[str] | None = None) -> int:
         args["auth"] = {"apiKey": "sandbox-key", "baseUrl": sandbox.url}
         print(f"local-run: using the embedded Kustomer sandbox at {sandbox.url} (no key needed)", file=sys.stderr)
     try:
-        job = run_flow_job(flow, args) if flow else run_job(script or Path(), args)
+        job = run_flow_job(target, args) if is_flow else run_job(target, args)
     finally:
         if sandbox:
             sandbox.stop()
     if job.logs:
         print(job.logs, file=sys.stderr, end="" if job.logs.endswith("\n") else "\n")
-    print(json.dumps(job.result, indent=2, ensure_ascii=False) if options.pretty else job.output)
+    print(printed(job, options.pretty))
     return job.exit_code
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from workbench.local_run import ROOT, SCRIPTS
+from workbench.worker import ROOT, SCRIPTS
 
 PYTHON = "3.11"
 OBJECT_ID_PATTERN = "^[0-9a-fA-F]{24}$"

@@ -155,12 +155,18 @@ def _is_object_id(value: object) -> bool:
 
 @_formats.checks("date-time", raises=ValueError)
 def _is_date_time(value: object) -> bool:
+    """RFC 3339 section 5.6 date-time, as the published schema's `format: date-time` means it: a "T"
+    (or "t"), seconds, and "Z" or a +HH:MM offset are required; 60 seconds only in a leap second."""
     if not isinstance(value, str):
         return True
-    if not re.fullmatch(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d:?\d\d)?", value):
+    match = re.fullmatch(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:(\d{2})(?:\.\d+)?(?:[Zz]|[+-]\d{2}:(\d{2}))", value)
+    if not match or int(match.group(2) or 0) > 59:
         return False
-    datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return True
+    text = value.upper().replace("Z", "+00:00")
+    leap = match.group(1) == "60"
+    moment = datetime.fromisoformat(text[:17] + "59" + text[19:] if leap else text)  # ValueError: not a real date
+    utc = moment.astimezone(UTC)
+    return not leap or (utc.hour, utc.minute) == (23, 59)
 
 
 def _is_number(checker: Any, value: object) -> bool:

@@ -1,3 +1,4 @@
+# skip_result_postprocessing
 """Create message: record one message on a Kustomer conversation timeline.
 
 POST /v1/messages. The message is *recorded* on the timeline (an email received, an SMS sent by
@@ -7,17 +8,23 @@ an agent, ...); Kustomer does not deliver it to the customer. The API key needs 
 The body is checked against Kustomer's published message schema before anything is sent; every
 problem is reported at once. Rate limits (429) are waited out and the same request sent again;
 a request whose outcome is unknown (5xx, timeout after sending) is never repeated, so a message is
-never created twice. The result is Kustomer's JSON unchanged: `result.data.id` is the message id.
+never created twice. The result is Kustomer's JSON unchanged: `result.data.id` is the message id
+(the first line above keeps Windmill from rewriting "NaN" or "Infinity" inside its text).
 """
 
 import contextlib
 import ipaddress
 import json
+import math
+import os
 import random
 import re
+import socket
+import threading
 import time
+import zlib
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, NamedTuple, NotRequired, TypedDict
 
 import httpx
@@ -32,19 +39,20 @@ class kustomer(TypedDict):
 
 def main(auth: kustomer, body: dict) -> Any:  # type: ignore[type-arg]  # Windmill's form needs a bare `dict`
     """Record `body`, one Kustomer message object, and return Kustomer's answer."""
-    _raise_if_invalid(_auth_problems(auth) + _message_problems(body, "body", CREATE_REQUIRED))
-    return _post_json(auth, "/v1/messages", body)
+    problems = _size_problems(body, "body") or _message_problems(body, "body", CREATE_REQUIRED)
+    _raise_if_invalid(_auth_problems(auth) + problems)
+    create = _Endpoint("POST", "/v1/messages", MESSAGE_WRITE_ROLE, IDS_NOT_FOUND)
+    return _call_kustomer(auth, create, body, _check_before_rerun(body))
 
 
 CREATE_REQUIRED = ("channel", "app", "direction")
+MESSAGE_WRITE_ROLE = "org.permission.message.create (or the legacy org.user.message.write)"
+IDS_NOT_FOUND = "Check the conversation, customer and other ids in the body: they must exist in the key's org."
 
 
-# ---- shared block: byte-identical in create_message.py and bulk_create_messages.py ----
-# Windmill runs each script as a self-contained file, so the code both need is copied, not imported.
-# tests/test_shared_block.py fails when the two copies drift apart.
-
-DEFAULT_BASE_URL = "https://api.kustomerapp.com"
-USER_AGENT = "windmill-kustomer-scripts/1.0"
+# ---- shared part "messages": the same in every script of scripts/kustomer that holds it ----
+# Windmill runs each script as one self-contained file, so the code they share is copied, not imported.
+# Edit it in create_message.py, then run `uv run python -m workbench.shared_parts`; a test fails on drift.
 
 Schema = dict[str, Any]
 
@@ -161,111 +169,41 @@ MESSAGE_FIELDS: dict[str, Schema] = {
     },
 }
 
-_MAX_PROBLEMS_SHOWN = 40
-_ERROR_BODY_BYTES = 65536  # read of an error answer; Kustomer's own are a few hundred bytes
-
-
-class RetryPolicy(NamedTuple):
-    """Every bound on time and size one job respects. Tests swap in `sleep` and `clock`."""
-
-    connect_timeout: float = 10.0  # seconds to open the connection (nothing sent yet: retried)
-    read_timeout: float = 30.0  # seconds of silence from Kustomer once the request is sent
-    response_deadline: float = 60.0  # seconds to receive a whole answer, however it trickles in
-    max_response_bytes: int = 10_000_000
-    max_connect_attempts: int = 5  # tries to open a connection; nothing is sent before one opens
-    max_total_wait: float = 120.0  # seconds slept between attempts, all added up: bounds 429 retries
-    max_single_wait: float = 65.0  # one rate-limit window is 60 s; a longer wait is not waited for
-    sleep: Callable[[float], None] = time.sleep
-    clock: Callable[[], float] = time.time
-
-
-POLICY = RetryPolicy()
-
-
-class KustomerError(Exception):
-    """A failure of this script; its text is what Windmill shows in the run's result pane."""
-
-
-class KustomerInputError(KustomerError, ValueError):
-    """The input is wrong; nothing was sent."""
-
-
-class KustomerAPIError(KustomerError):
-    """Kustomer answered with an error status."""
-
-    def __init__(self, message: str, status: int) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class KustomerRateLimitError(KustomerAPIError):
-    """Kustomer kept answering 429 for longer than the policy waits; nothing was created."""
-
-
-class KustomerConnectionError(KustomerError):
-    """No connection to Kustomer could be opened; nothing was sent."""
-
-
-class KustomerOutcomeUnknownError(KustomerError):
-    """The request was sent but its outcome is unknown: it was not repeated, to avoid duplicates."""
-
-
-def _raise_if_invalid(problems: list[str]) -> None:
-    if not problems:
-        return
-    shown = problems[:_MAX_PROBLEMS_SHOWN]
-    more = len(problems) - len(shown)
-    lines = "\n".join(f"- {p}" for p in shown) + (f"\n- ... and {more} more" if more > 0 else "")
-    noun = "problem" if len(problems) == 1 else "problems"
-    raise KustomerInputError(f"Nothing was sent to Kustomer: the input has {len(problems)} {noun}:\n{lines}")
-
-
-def _auth_problems(auth: Any) -> list[str]:
-    if not isinstance(auth, dict):
-        return [f"auth: must be a kustomer resource (an object with apiKey), got {_describe(auth)}"]
-    problems = []
-    key = auth.get("apiKey")
-    if not isinstance(key, str) or not key.strip():
-        problems.append("auth.apiKey: missing or empty: set it to a Kustomer API key")
-    elif not re.fullmatch(r"[\x21-\x7e]+", key.strip()):
-        problems.append("auth.apiKey: contains spaces or characters not allowed in an HTTP header (value not shown)")
-    base_url = auth.get("baseUrl")
-    if base_url is not None and not (isinstance(base_url, str) and not base_url.strip()):  # empty: the US
-        problem = _base_url_problem(base_url)
-        if problem:
-            problems.append(f"auth.baseUrl: {problem}")
-    return problems
-
-
-def _base_url_problem(base_url: Any) -> str | None:
-    if not isinstance(base_url, str):
-        return f"must be a URL string, got {_describe(base_url)}"
-    try:
-        url = httpx.URL(base_url.strip())
-    except Exception:
-        return f"{base_url!r} is not a URL"
-    if url.scheme == "https" and url.host:
-        return None
-    if url.scheme == "http" and url.host and _is_loopback(url.host):
-        return None  # a local sandbox; the key never leaves this machine
-    if url.scheme == "http":
-        return f"{base_url!r} uses plain http, which would send the API key unencrypted: use https://"
-    return f"{base_url!r} is not an https URL such as {DEFAULT_BASE_URL}"
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+MAX_BODY_BYTES = 1_000_000  # 10 times Kustomer's documented 100 KB request limit: far over it, refused unsent
+MAX_FREE_FORM_DEPTH = 32  # levels of nesting inside a free-form object (meta, custom, error.source, ...)
+_MAX_JSON_NUMBER = 1.7976931348623157e308  # Kustomer reads numbers as 64-bit floats; a larger one is infinity
 
 
 def _message_problems(message: Any, where: str, required: tuple[str, ...], extra: Schema | None = None) -> list[str]:
     fields = {**MESSAGE_FIELDS, **(extra or {})}
     schema: Schema = {"type": "object", "properties": fields, "required": list(required), "additionalProperties": False}
     return _problems(message, schema, where)
+
+
+def _size_problems(body: Any, where: str) -> list[str]:
+    """Refuse a body far over Kustomer's request size before looking at it field by field.
+
+    The estimate counts characters and stops as soon as it passes the limit, so a huge body costs
+    no more than a small one; with this bound, validation below is linear in a body it accepts."""
+    size, stack = 0, [body]
+    while stack and size <= MAX_BODY_BYTES:
+        value = stack.pop()
+        if isinstance(value, str):
+            size += len(value) + 3
+        elif isinstance(value, dict):
+            size += 2 + 4 * len(value) + sum(len(k) for k in value if isinstance(k, str))
+            stack.extend(value.values())
+        elif isinstance(value, list | tuple):
+            size += 2 + len(value)
+            stack.extend(value)
+        else:
+            size += 6
+    if size <= MAX_BODY_BYTES:
+        return []
+    return [
+        f"{where}: over {MAX_BODY_BYTES // 1000:,} KB of JSON; Kustomer accepts about 100 KB per request "
+        "(413 Payload Too Large above that): send fewer messages per request or shorter texts"
+    ]
 
 
 def _problems(value: Any, schema: Schema, where: str) -> list[str]:
@@ -276,11 +214,20 @@ def _problems(value: Any, schema: Schema, where: str) -> list[str]:
     if not _has_type(value, kind):
         if value is None:
             return [] if schema.get("nullable") else [f"{where}: must be {_expected(schema)}, got null"]
-        return [f"{where}: must be {_expected(schema)}, got {_describe(value)}"]
+        return [_type_problem(value, schema, where)]
+    if isinstance(value, str) and not _is_text(value):
+        return [f"{where}: holds an unpaired surrogate ({_show(value)}), which is not text JSON can carry"]
     if "enum" in schema and value not in schema["enum"]:
         return [f"{where}: {_show(value)} is not one of {', '.join(str(v) for v in schema['enum'])}"]
-    check = _CHECKS.get(kind)
-    return check(value, schema, where) if check and len(schema) > 1 else []
+    return _CHECKS[kind](value, schema, where) if kind in _CHECKS else []
+
+
+def _type_problem(value: Any, schema: Schema, where: str) -> str:
+    if schema.get("type") == "number" and isinstance(value, int | float) and not isinstance(value, bool):
+        if isinstance(value, float):
+            return f"{where}: {value} is not a number JSON can carry (NaN and infinity are not)"
+        return f"{where}: a number of about {int(value.bit_length() * 0.30103)} digits is too large for Kustomer"
+    return f"{where}: must be {_expected(schema)}, got {_describe(value)}"
 
 
 def _any_of_problems(value: Any, options: list[Schema], where: str) -> list[str]:
@@ -308,15 +255,22 @@ _JSON_TYPES: dict[str, type] = {"string": str, "boolean": bool, "array": list, "
 
 
 def _has_type(value: Any, kind: str) -> bool:
-    if kind == "number":
-        # bool is an int in Python but not a number in JSON; NaN and infinity are not JSON at all
-        return (
-            isinstance(value, int | float)
-            and not isinstance(value, bool)
-            and abs(value) != float("inf")
-            and value == value
-        )
+    if kind == "number":  # bool is an int in Python but not a number in JSON; NaN and infinity are not JSON
+        if isinstance(value, float):
+            return math.isfinite(value)
+        return isinstance(value, int) and not isinstance(value, bool) and abs(value) <= _MAX_JSON_NUMBER
     return isinstance(value, _JSON_TYPES.get(kind, object))
+
+
+def _is_text(value: str) -> bool:
+    """False for a string holding an unpaired surrogate (JSON's "\\ud800" decodes to one): not UTF-8."""
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _string_problems(value: str, schema: Schema, where: str) -> list[str]:
@@ -327,23 +281,53 @@ def _string_problems(value: str, schema: Schema, where: str) -> list[str]:
     fmt = schema.get("format")
     if fmt == "object-id" and not _OBJECT_ID_RE.fullmatch(value):
         return [f"{where}: {_show(value)} is not a Kustomer id (24 hexadecimal characters)"]
-    if fmt == "date-time" and not _is_date_time(value):
-        return [f"{where}: {_show(value)} is not an ISO 8601 date-time such as 2024-05-01T12:30:00Z"]
+    if fmt == "date-time":
+        problem = _date_time_problem(value)
+        if problem:
+            return [f"{where}: {_show(value)} is not an RFC 3339 date-time ({problem}), e.g. 2024-05-01T12:30:00Z"]
     return []
 
 
 _OBJECT_ID_RE = re.compile(r"[0-9a-fA-F]{24}")
-_DATE_TIME_RE = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d:?\d\d)?")
+# RFC 3339 section 5.6: full-date "T" full-time; seconds and a time zone are required; T and Z may be lowercase.
+_RFC3339 = re.compile(r"(\d{4})-(\d\d)-(\d\d)[Tt](\d\d):(\d\d):(\d\d)(?:\.\d+)?(?:[Zz]|([+-])(\d\d):(\d\d))")
+_ALMOST_DATE_TIME = re.compile(r"\d{4}-\d\d-\d\d(?:([Tt ])\d\d:\d\d(:\d\d(?:[.,]\d+)?)?\s*([Zz]|[+-]\d\d(:?\d\d)?)?)?")
 
 
-def _is_date_time(value: str) -> bool:
-    if not _DATE_TIME_RE.fullmatch(value):
-        return False
+def _date_time_problem(value: str) -> str | None:
+    """None for an RFC 3339 date-time with a real calendar date and time; else what is wrong with it."""
+    match = _RFC3339.fullmatch(value)
+    if not match:
+        near = _ALMOST_DATE_TIME.fullmatch(value)
+        if not near:
+            return "expected YYYY-MM-DDTHH:MM:SS and a time zone"
+        separator, seconds, zone, zone_minutes = near.groups()
+        if not separator:
+            return "a date without a time: add a time and zone, like T00:00:00Z"
+        if separator == " ":
+            return "join the date and the time with T, not a space"
+        if not seconds:
+            return "no seconds: write the time as HH:MM:SS"
+        if seconds.startswith(":") and "," in seconds:
+            return "write fractions of a second after a dot, not a comma"
+        if not zone:
+            return "no time zone: add Z or an offset such as +02:00"
+        return "write the offset as +HH:MM" if not zone_minutes or ":" not in zone_minutes else "invalid"
+    year, month, day, hour, minute, second, sign, offset_hours, offset_minutes = match.groups()
     try:
-        datetime.fromisoformat(value.replace("Z", "+00:00"))  # a real calendar date and time
+        datetime(int(year), int(month), int(day))  # a real calendar date
     except ValueError:
-        return False
-    return True
+        return f"{year}-{month}-{day} is not a date"
+    if int(hour) > 23 or int(minute) > 59 or int(second) > 60:
+        return f"{hour}:{minute}:{second} is not a time of day"
+    if sign and (int(offset_hours) > 23 or int(offset_minutes) > 59):
+        return f"{sign}{offset_hours}:{offset_minutes} is not a time offset"
+    if int(second) == 60:  # a leap second falls at 23:59:60 UTC only
+        offset = (int(offset_hours) * 60 + int(offset_minutes)) * (1 if sign == "+" else -1) if sign else 0
+        utc_minutes = (int(hour) * 60 + int(minute) - offset) % (24 * 60)
+        if utc_minutes != 23 * 60 + 59:
+            return "second 60 exists only at 23:59:60 UTC, a leap second"
+    return None
 
 
 def _number_problems(value: float, schema: Schema, where: str) -> list[str]:
@@ -356,20 +340,34 @@ def _number_problems(value: float, schema: Schema, where: str) -> list[str]:
 
 def _array_problems(value: list[Any], schema: Schema, where: str) -> list[str]:
     problems = []
-    if schema.get("uniqueItems"):
-        seen: list[Any] = []
-        for i, item in enumerate(value):
-            if item in seen:
-                problems.append(f"{where}[{i}]: repeats an earlier item; items must be unique")
-            seen.append(item)
-    items = schema.get("items")
-    if items:
-        for i, item in enumerate(value):
-            problems += _problems(item, items, f"{where}[{i}]")
+    items = schema.get("items", {})
+    first_seen: dict[Any, int] = {}
+    for i, item in enumerate(value):
+        item_problems = _problems(item, items, f"{where}[{i}]") if items else []
+        problems += item_problems
+        if schema.get("uniqueItems") and not item_problems:  # a valid item has a canonical form
+            canonical = _canonical(item)  # one pass with a dict: linear, whatever the length
+            if canonical in first_seen:
+                problems.append(f"{where}[{i}]: repeats {where}[{first_seen[canonical]}]; items must be unique")
+            else:
+                first_seen[canonical] = i
     return problems
 
 
-def _object_problems(value: dict[str, Any], schema: Schema, where: str) -> list[str]:
+def _canonical(value: Any) -> Any:
+    """A hashable form in which JSON-equal values are equal (1 and 1.0 alike, key order ignored)."""
+    if isinstance(value, dict):
+        return ("object", frozenset((k, _canonical(v)) for k, v in value.items()))
+    if isinstance(value, list):
+        return ("array", tuple(_canonical(v) for v in value))
+    if isinstance(value, bool) or value is None:
+        return ("literal", value)
+    if isinstance(value, float) and value.is_integer():
+        return ("number", int(value))
+    return ("number" if isinstance(value, int | float) else "string", value)
+
+
+def _object_problems(value: dict[Any, Any], schema: Schema, where: str) -> list[str]:
     problems = []
     properties: dict[str, Schema] = schema.get("properties", {})
     if "maxProperties" in schema and len(value) > schema["maxProperties"]:
@@ -377,16 +375,54 @@ def _object_problems(value: dict[str, Any], schema: Schema, where: str) -> list[
     for name in schema.get("required", []):
         if name not in value:
             problems.append(f"{where}.{name}: required, but missing")
-    closed = schema.get("additionalProperties") is False
-    if properties or closed:  # a free-form object (meta, custom) has nothing to check key by key
-        for name, item in value.items():
-            if name in properties:
-                problems += _problems(item, properties[name], f"{where}.{name}")
-            elif closed:
-                problems.append(f"{where}.{name}: unknown field{_suggestion(name, list(properties))}")
+    if not properties and schema.get("additionalProperties") is not False:
+        return problems + _free_form_problems(value, where)  # meta, custom: any JSON, within bounds
+    unknown = 0
+    for name, item in value.items():
+        if not isinstance(name, str):
+            problems.append(f"{where}: has a key that is not a string ({_describe(name)}); JSON keys are text")
+        elif name in properties:
+            problems += _problems(item, properties[name], _at(where, name))
+        elif schema.get("additionalProperties") is False:
+            unknown += 1
+            if unknown <= _MAX_PROBLEMS_SHOWN:  # a suggestion costs; past this many, the count says enough
+                problems.append(f"{_at(where, name)}: unknown field{_suggestion(name, list(properties))}")
+        else:  # a field the table does not list, in an object that allows others: any JSON
+            problems += _free_form_problems(item, _at(where, name))
+    if unknown > _MAX_PROBLEMS_SHOWN:
+        problems.append(f"{where}: {unknown - _MAX_PROBLEMS_SHOWN} more unknown fields")
     if "anyOf" in schema and not problems:
         problems += _any_of_problems(value, [{"type": "object", **option} for option in schema["anyOf"]], where)
     return problems
+
+
+def _free_form_problems(value: Any, where: str) -> list[str]:
+    """Anything JSON can carry, nested at most MAX_FREE_FORM_DEPTH deep; walked without recursion."""
+    problems: list[str] = []
+    stack: list[tuple[Any, str, int]] = [(value, where, 0)]
+    while stack and len(problems) < _MAX_PROBLEMS_SHOWN:
+        item, place, depth = stack.pop()
+        if isinstance(item, dict | list) and depth > MAX_FREE_FORM_DEPTH:
+            problems.append(f"{place}: nested more than {MAX_FREE_FORM_DEPTH} levels deep (the limit inside {where})")
+        elif isinstance(item, dict):
+            for key, inner in item.items():
+                if not isinstance(key, str) or not _is_text(key):
+                    problems.append(f"{place}: has a key that is not text ({_describe(key)}); JSON keys are strings")
+                else:
+                    stack.append((inner, _at(place, key), depth + 1))
+        elif isinstance(item, list):
+            stack.extend((inner, f"{place}[{i}]", depth + 1) for i, inner in enumerate(item))
+        elif isinstance(item, str):
+            if not _is_text(item):
+                problems.append(
+                    f"{place}: holds an unpaired surrogate ({_show(item)}), which is not text JSON can carry"
+                )
+        elif isinstance(item, int | float) and not isinstance(item, bool):
+            if not _has_type(item, "number"):
+                problems.append(_type_problem(item, {"type": "number"}, place))
+        elif item is not None and not isinstance(item, bool):
+            problems.append(f"{place}: {_describe(item)} is not a JSON value")
+    return sorted(problems)
 
 
 _CHECKS: dict[str, Callable[[Any, Schema, str], list[str]]] = {
@@ -397,10 +433,18 @@ _CHECKS: dict[str, Callable[[Any, Schema, str], list[str]]] = {
 }
 
 
+def _at(where: str, name: str) -> str:
+    """`body.meta` for a plain name; `body["odd name"]` for anything else, shown safely."""
+    return f"{where}.{name}" if _PLAIN_NAME.fullmatch(name) else f"{where}[{_show(name, 40)}]"
+
+
+_PLAIN_NAME = re.compile(r"[A-Za-z_$][\w$-]{0,63}")
+
+
 def _suggestion(name: str, known: list[str]) -> str:
     import difflib  # only on this error path: every import is paid by every Windmill job
 
-    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6) if len(name) <= 64 else []
     if not close:
         lowered = {k.lower(): k for k in known}
         close = [lowered[name.lower()]] if name.lower() in lowered else []
@@ -423,270 +467,714 @@ def _expected(schema: Schema) -> str:
     return names.get(str(kind), "a JSON value")
 
 
-def _describe(value: Any) -> str:
-    if value is None:
-        return "nothing (null)"
+def _check_before_rerun(body: Any) -> str:
+    """What to look up before running again, when Kustomer may or may not have acted."""
+    items = [m for m in (body if isinstance(body, list) else [body]) if isinstance(m, dict)]
+    what = "The message(s) may or may not have been created, so the request was not repeated."
+    external = [m["externalId"] for m in items if isinstance(m.get("externalId"), str) and m["externalId"]]
+    if external:
+        return (
+            f"{what} Before running again, look up externalId {_listing(external)} in Kustomer "
+            "(GET /v1/messages/externalid=<externalId>) and leave out those that exist."
+        )
+    refs = [m["_clientRef"] for m in items if isinstance(m.get("_clientRef"), str) and m["_clientRef"]]
+    if refs:
+        return f"{what} Before running again, check the timelines for the messages with _clientRef {_listing(refs)}."
+    return f"{what} Check the conversation timeline in Kustomer before running again, to avoid a duplicate."
+
+
+def _listing(values: list[str]) -> str:
+    shown = ", ".join(_show(v, 80) for v in values[:10])
+    return shown + (f" and {len(values) - 10} more" if len(values) > 10 else "")
+
+
+# ---- end of shared part "messages" ----
+
+
+# ---- shared part "transport": the same in every script of scripts/kustomer ----
+# Windmill runs each script as one self-contained file, so the code they share is copied, not imported.
+# Edit it in create_message.py, then run `uv run python -m workbench.shared_parts`; a test fails on drift.
+
+DEFAULT_BASE_URL = "https://api.kustomerapp.com"
+USER_AGENT = "windmill-kustomer-scripts/1.1"
+_MAX_PROBLEMS_SHOWN = 40
+_ERROR_BODY_BYTES = 65536  # read of an error answer; Kustomer's own are a few hundred bytes
+
+
+class RetryPolicy(NamedTuple):
+    """Every bound on time and size one job respects. Tests swap in `sleep` and `clock`."""
+
+    connect_timeout: float = 10.0  # seconds to open the connection (nothing sent yet: retried)
+    read_timeout: float = 30.0  # seconds of silence from Kustomer once the request is sent
+    response_deadline: float = 60.0  # seconds from the first byte sent to the last byte of the answer
+    max_response_bytes: int = 10_000_000  # of the answer once decoded, counted as it is decoded
+    max_failed_attempts: int = 5  # attempts that got no answer: a failed connection (or a lost GET answer)
+    max_rate_limited: int = 20  # 429 answers taken before giving up
+    max_total_wait: float = 120.0  # seconds slept between attempts, all added up
+    max_single_wait: float = 65.0  # one rate-limit window is 60 s; a longer wait is not waited for
+    backoff_first: float = 1.0  # seconds of the first backoff, doubled at each further one ...
+    backoff_cap: float = 30.0  # ... up to this
+    max_reset_ahead: float = 3600.0  # a rate-limit reset announced further ahead is not believed
+    log_waits_from: float = 1.0  # a wait this long or longer prints a line in the job's log
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.time
+
+
+POLICY = RetryPolicy()
+
+# KustomerError                      its text is what Windmill's result pane shows
+#  +-- KustomerInputError            the input is wrong: nothing was sent
+#  +-- KustomerConnectionError       Kustomer could not be reached (or a read got no answer): nothing was sent
+#  +-- KustomerAPIError              Kustomer refused the request: nothing was created
+#  |    +-- KustomerRateLimitError   429 for longer than the policy waits: nothing was created
+#  +-- KustomerOutcomeUnknownError   the request went out and its answer was lost: it is not repeated
+
+
+class KustomerError(Exception):
+    """A failure of this script; its text is what Windmill shows in the run's result pane."""
+
+
+class KustomerInputError(KustomerError, ValueError):
+    """The input is wrong; nothing was sent."""
+
+
+class KustomerConnectionError(KustomerError):
+    """Kustomer could not be reached, or a read got no answer; nothing was created."""
+
+
+class KustomerAPIError(KustomerError):
+    """Kustomer answered with an error status; `status`, `code` and `pointer` are Kustomer's."""
+
+    def __init__(self, message: str, status: int, code: str | None = None, pointer: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.pointer = pointer
+
+
+class KustomerRateLimitError(KustomerAPIError):
+    """Kustomer kept answering 429 for longer than the policy waits; nothing was created."""
+
+
+class KustomerOutcomeUnknownError(KustomerError):
+    """The request was sent but its outcome is unknown: it was not repeated, to avoid duplicates."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _raise_if_invalid(problems: list[str]) -> None:
+    if not problems:
+        return
+    shown = problems[:_MAX_PROBLEMS_SHOWN]
+    more = len(problems) - len(shown)
+    lines = "\n".join(f"- {p}" for p in shown) + (f"\n- ... and {more} more" if more > 0 else "")
+    noun = "problem" if len(problems) == 1 else "problems"
+    raise KustomerInputError(f"Nothing was sent to Kustomer: the input has {len(problems)} {noun}:\n{lines}")
+
+
+def _auth_problems(auth: Any) -> list[str]:
+    """What is wrong with the resource. No value taken from it is ever shown, except a baseUrl that is a
+    plain URL: a key pasted into the wrong place must not end up in the result pane."""
+    if not isinstance(auth, dict):
+        return [f"auth: must be a kustomer resource (an object with apiKey), got {_kind(auth)} (not shown)"]
+    problems = []
+    key = auth.get("apiKey")
+    if "apiKey" not in auth and any(isinstance(k, str) and k.lower().replace("_", "") == "apikey" for k in auth):
+        problems.append("auth.apiKey: missing; the resource has a similar key: did you mean apiKey?")
+    elif not isinstance(key, str) or not key.strip():
+        what = "missing or empty" if key is None or isinstance(key, str) else f"{_kind(key)}, not a string"
+        problems.append(f"auth.apiKey: {what}: set it to a Kustomer API key")
+    elif not re.fullmatch(r"[\x21-\x7e]+", key.strip()):
+        problems.append("auth.apiKey: contains spaces or characters not allowed in an HTTP header (not shown)")
+    base_url = auth.get("baseUrl")
+    if base_url is not None and not (isinstance(base_url, str) and not base_url.strip()):  # empty: the US
+        problem = _base_url_problem(base_url, key if isinstance(key, str) else "")
+        if problem:
+            problems.append(f"auth.baseUrl: {problem}")
+    return problems
+
+
+def _base_url_problem(base_url: Any, key: str) -> str | None:
+    example = "such as https://api.prod2.kustomerapp.com"
+    if not isinstance(base_url, str):
+        return f"must be a URL string {example}, got {_kind(base_url)} (not shown)"
+    if key.strip() and key.strip() in base_url:
+        return "holds the API key: put the key in apiKey and the region's host, or nothing, in baseUrl"
+    try:
+        url = httpx.URL(base_url.strip())
+    except Exception:
+        url = None
+    if url is None or not url.scheme or not url.host:
+        return f"is not a URL {example} (not shown, in case it is a key in the wrong field)"
+    if url.userinfo:
+        return "holds a user name or password before the host (not shown): Kustomer takes only the API key"
+    shown = _show(base_url.strip(), 120)
+    if url.scheme not in ("http", "https"):
+        return f"{shown} is not an https URL {example}"
+    if url.query or url.fragment or url.path.rstrip("/") not in ("", "/v1"):
+        return f"{shown} must be a host and nothing else (no path, ?query or #fragment), {example}"
+    if url.scheme == "http" and not _is_loopback(url.host):
+        return f"{shown} uses plain http, which would send the API key unencrypted: use https://"
+    return None
+
+
+def _base_url(auth: kustomer) -> httpx.URL:
+    url = httpx.URL((auth.get("baseUrl") or "").strip() or DEFAULT_BASE_URL)
+    return httpx.URL(scheme=url.scheme, host=url.host, port=url.port)  # the host alone: _auth_problems said so
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _kind(value: Any) -> str:
     names = {bool: "a boolean", str: "a string", int: "a number", float: "a number", list: "a list", dict: "an object"}
-    return f"{names.get(type(value), type(value).__name__)} {_show(value)}"
+    return "nothing (null)" if value is None else names.get(type(value), f"a {type(value).__name__}")
+
+
+def _describe(value: Any) -> str:
+    return _kind(value) if value is None else f"{_kind(value)} {_show(value)}"
 
 
 def _show(value: Any, limit: int = 60) -> str:
-    text = repr(value) if isinstance(value, str | float) else json.dumps(value, ensure_ascii=False, default=str)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    """A short, printable rendering of any value: never recursive, never more than about `limit`
+    characters, whatever the depth or size of the value."""
+    parts: list[str] = []
+    size = 0
+    stack: list[Any] = [value]
+    while stack and size <= limit:
+        item = stack.pop()
+        if isinstance(item, _Punct):
+            text = str(item)
+        elif isinstance(item, str):
+            text = repr(item[: limit + 1]) if item is value else json.dumps(item[: limit + 1], ensure_ascii=False)
+        elif isinstance(item, bool) or item is None:
+            text = json.dumps(item)
+        elif isinstance(item, int):
+            text = str(item) if item.bit_length() < 1000 else f"<a {int(item.bit_length() * 0.30103)}-digit number>"
+        elif isinstance(item, float):
+            text = repr(item)
+        elif isinstance(item, dict | list):
+            is_dict = isinstance(item, dict)
+            inner: list[Any] = []
+            for i, entry in enumerate(item.items() if isinstance(item, dict) else item):
+                if i:
+                    inner.append(_Punct(", "))
+                if i * 2 > limit:
+                    inner.append(_Punct("..."))
+                    break
+                if is_dict:
+                    inner += [entry[0] if isinstance(entry[0], str) else _Punct(_kind(entry[0])), _Punct(": ")]
+                    entry = entry[1]
+                inner.append(entry)
+            text = "{" if is_dict else "["
+            stack.append(_Punct("}" if is_dict else "]"))
+            stack.extend(reversed(inner))
+        else:
+            text = f"<{type(item).__name__}>"
+        parts.append(text)
+        size += len(text)
+    shown = "".join(parts)
+    shown = shown if len(shown) <= limit and not stack else shown[: limit - 3] + "..."
+    return shown.encode("utf-8", "backslashreplace").decode("utf-8")  # an unpaired surrogate, escaped
 
 
-def _post_json(auth: kustomer, path: str, body: Any) -> Any:
-    """POST `body` to Kustomer and return its JSON; any failure raises a KustomerError with the key redacted."""
-    key = auth["apiKey"].strip()
-    try:
-        return _send(auth, key, path, body)
-    except KustomerError as exc:
-        exc.args = (str(exc).replace(key, "[redacted]"),)  # an error body may echo the key back
-        raise
-    except Exception as exc:  # a bug or an httpx surprise: still never show the key, nor its traceback
-        text = f"{type(exc).__name__}: {exc}".replace(key, "[redacted]")
-        raise KustomerOutcomeUnknownError(
-            f"Unexpected error while calling Kustomer ({text}). {_check_before_rerun(body)}"
-        ) from None
+class _Punct(str):
+    """Text _show writes itself, told apart from a string value on its stack."""
 
 
-def _send(auth: kustomer, key: str, path: str, body: Any) -> Any:
-    base_url = ((auth.get("baseUrl") or "").strip() or DEFAULT_BASE_URL).rstrip("/").removesuffix("/v1")
-    url = base_url + path
-    try:
-        content = json.dumps(body, ensure_ascii=False, allow_nan=False).encode()
-    except (TypeError, ValueError):
-        raise KustomerInputError(
-            "Nothing was sent to Kustomer: body holds a value JSON cannot carry (NaN, infinity or a non-JSON type)."
-        ) from None
-    headers = {
-        "Authorization": f"Bearer {key}",
-        "Content-Type": "application/json",
-        "Accept": "application/json",
-        "User-Agent": USER_AGENT,
-    }
-    policy = POLICY
-    timeout = httpx.Timeout(policy.read_timeout, connect=policy.connect_timeout)
-    waited = 0.0
-    failed_connections = 0
-    rate_limited = 0
-    with httpx.Client(timeout=timeout, follow_redirects=False) as client:
-        while True:
-            try:
-                response, raw = _post_once(client, url, content, headers, policy)
-            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.ProxyError) as exc:
-                # No connection to Kustomer was made, so nothing was received: safe to try again.
-                failed_connections += 1
-                wait = _backoff(failed_connections)
-                if failed_connections == policy.max_connect_attempts or waited + wait > policy.max_total_wait:
-                    raise KustomerConnectionError(
-                        f"Could not connect to {base_url} ({_transport_error(exc)}), {failed_connections} attempt(s) "
-                        f"over {waited:.0f} s. Nothing was sent, so nothing was created. "
-                        "Check auth.baseUrl, the network and any proxy settings, then run again."
-                    ) from None
-            except _ResponseBrokenError as failure:
-                raise KustomerOutcomeUnknownError(f"{failure} {_check_before_rerun(body)}") from None
-            except httpx.TransportError as exc:
-                raise KustomerOutcomeUnknownError(
-                    f"The request to POST {url} was sent, but {_transport_error(exc)} before Kustomer answered. "
-                    f"{_check_before_rerun(body)}"
-                ) from None
-            else:
-                if response.status_code != 429:
-                    return _result(response, raw, url, body)
-                rate_limited += 1
-                wait, reset_at = _rate_limit_wait(response.headers, rate_limited, policy.clock())
-                if wait > policy.max_single_wait or waited + wait > policy.max_total_wait:
-                    raise KustomerRateLimitError(_rate_limited_text(raw, rate_limited, waited, reset_at, policy), 429)
-            policy.sleep(wait)
-            waited += wait
+class _Endpoint(NamedTuple):
+    method: str
+    path: str
+    role: str  # the role a key needs here, named when Kustomer answers 401 or 403
+    not_found: str  # what a 404 means here
 
 
-class _ResponseBrokenError(Exception):
-    """Kustomer's status line arrived but the body did not arrive whole."""
+def _call_kustomer(auth: kustomer, endpoint: _Endpoint, body: Any = None, if_unknown: str = "") -> Any:
+    """Send one request to Kustomer and return its JSON answer, or raise a KustomerError.
 
-
-def _post_once(
-    client: httpx.Client, url: str, content: bytes, headers: dict[str, str], policy: RetryPolicy
-) -> tuple[httpx.Response, bytes]:
-    """Send once; read the answer within the size and time bounds."""
-    with client.stream("POST", url, content=content, headers=headers) as response:
-        deadline = policy.clock() + policy.response_deadline
-        chunks: list[bytes] = []
-        size = 0
-        try:
-            for chunk in response.iter_bytes():
-                chunks.append(chunk)
-                size += len(chunk)
-                if not response.is_success and size > _ERROR_BODY_BYTES:
-                    break  # an error body: its beginning is enough to explain it
-                if size > policy.max_response_bytes or policy.clock() > deadline:
-                    if response.is_success:
-                        reason = "was too large" if size > policy.max_response_bytes else "took too long"
-                        raise _ResponseBrokenError(
-                            f"Kustomer answered {response.status_code} to POST {url}, but its answer {reason} to read."
-                        )
-                    break  # an error body: its beginning is enough to explain it
-        except httpx.TransportError as exc:
-            if response.is_success:
-                raise _ResponseBrokenError(
-                    f"Kustomer answered {response.status_code} to POST {url}, "
-                    f"but {_transport_error(exc)} before its answer arrived whole."
-                ) from None
-            # an error status whose body broke off: the status alone explains it
-        return response, b"".join(chunks)
-
-
-def _transport_error(exc: Exception) -> str:
-    reasons: dict[type[Exception], str] = {
-        httpx.ConnectTimeout: "the connection timed out",
-        httpx.ReadTimeout: "no answer came within the read timeout",
-        httpx.WriteTimeout: "sending timed out",
-        httpx.RemoteProtocolError: "the connection was closed",
-        httpx.ReadError: "the connection broke",
-        httpx.WriteError: "the connection broke while sending",
-        httpx.ProxyError: "the proxy refused the connection",
-    }
-    reason = reasons.get(type(exc), "the connection failed")
-    detail = str(exc).strip()
-    return f"{reason}: {_clip(detail, 200)}" if detail else reason
-
-
-def _backoff(attempt: int) -> float:
-    """Exponential backoff with jitter: about 1, 2, 4, 8 s, so parallel jobs do not retry in step."""
-    return float(min(30.0, 2.0 ** (attempt - 1)) * random.uniform(0.5, 1.0))
-
-
-def _rate_limit_wait(headers: httpx.Headers, losses: int, now: float) -> tuple[float, float | None]:
-    """How long to wait after the `losses`-th 429, and when the window resets (epoch seconds) if said.
-
-    Jobs released by the same reset wake a little apart, and the more 429s a job has had, the
-    sooner it wakes: jobs of one parallel import share no state, so this is how the longest
-    waiter gets the next window's first slots instead of losing the race again and again.
+    `if_unknown` says what to check when a write went out and its answer was lost. The error raised
+    carries no chained exception and no traceback from below this call: those would hold httpx's
+    request, whose Authorization header is the key.
     """
-    reset_at = _reset_time(headers, now)
-    if reset_at is not None and reset_at > now:
-        return reset_at - now + random.uniform(0.1, 1.0) / losses, reset_at
-    return _backoff(losses), reset_at
-
-
-def _reset_time(headers: httpx.Headers, now: float) -> float | None:
-    times = []
-    retry_after = headers.get("retry-after", "").strip()
-    if retry_after:
-        try:
-            times.append(now + float(retry_after))
-        except ValueError:
-            import email.utils  # only for the HTTP-date form of Retry-After
-
-            with contextlib.suppress(TypeError, ValueError):
-                times.append(email.utils.parsedate_to_datetime(retry_after).timestamp())
-    reset = headers.get("x-ratelimit-reset", "").strip()
+    exchange = _Exchange(auth["apiKey"].strip(), _base_url(auth).copy_with(path=endpoint.path), endpoint)
+    failure: KustomerError
     try:
-        value = float(reset)
-    except ValueError:
-        value = float("nan")
-    if value == value and value > 0:
-        if value > 1e12:  # epoch milliseconds
-            value /= 1000
-        times.append(value if value > 1e9 else now + value)  # epoch seconds, else seconds from now
-    return max(times) if times else None
+        return exchange.send_handling_retries(body, if_unknown)
+    except KustomerError as exc:
+        failure = exc
+    except Exception as exc:  # a bug or an httpx surprise: still never the key, nor its traceback
+        failure = exchange.unexpected(exc, if_unknown)
+    failure.__cause__ = failure.__context__ = None
+    raise failure.with_traceback(None)  # raised outside the `except`, so no context is attached again
 
 
-def _rate_limited_text(raw: bytes, count: int, waited: float, reset_at: float | None, policy: RetryPolicy) -> str:
-    when = "Kustomer did not say when its rate-limit window resets"
-    if reset_at is not None:
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(reset_at))
-        when = f"the window resets at {stamp} (in {max(0.0, reset_at - policy.clock()):.0f} s)"
-    return (
-        f"Rate limited by Kustomer: {count} answer(s) 429 Too Many Requests over {waited:.0f} s of waiting "
-        f"(this script waits at most {policy.max_total_wait:.0f} s); {when}. {_error_text(raw)}"
-        "Nothing was created. Run again after the reset; in a flow, lower the for-loop's parallelism "
-        "or spread the schedule: the limit is shared by every key and app of the org."
-    )
+class _NoAnswer(Exception):  # noqa: N818  # an internal signal, never raised to the user
+    """An attempt that ended without a usable answer; `sent` says whether any of the request went out."""
+
+    def __init__(self, reason: str, sent: bool, status: int | None = None, retry: bool = True) -> None:
+        super().__init__(reason)
+        self.reason, self.sent, self.status, self.retry = reason, sent, status, retry
 
 
-def _result(response: httpx.Response, raw: bytes, url: str, body: Any) -> Any:
-    status = response.status_code
-    if response.is_success:
-        try:
-            return json.loads(raw)
-        except ValueError:
-            shown = _clip(raw.decode("utf-8", "replace"), 200) or "an empty body"
-            raise KustomerOutcomeUnknownError(
-                f"Kustomer answered {status} to POST {url}, which means success, but its answer was not JSON "
-                f"({shown}). The request most likely took effect. {_check_before_rerun(body)}"
+class _Exchange:
+    """One call to Kustomer: the request, whether any of it went out, and how the server's text is shown."""
+
+    def __init__(self, key: str, url: httpx.URL, endpoint: _Endpoint) -> None:
+        self.key, self.url, self.endpoint, self.policy = key, url, endpoint, POLICY
+        self.where = f"{endpoint.method} {url}"
+        self.sent = self.expired = self.traced = False
+        self.stream: Any = None
+        self.timer: threading.Timer | None = None
+        self.waited = 0.0
+
+    # -- the layers, from the outside in --
+
+    def send_handling_retries(self, body: Any, if_unknown: str) -> Any:
+        content = None if body is None else self.encode(body)
+        failures = rate_limited = 0
+        announced: float | None = None  # the last believable reset Kustomer announced
+        with self.client() as client:
+            while True:
+                try:
+                    response, raw = self.send_single_request(client, content)
+                    if response.status_code >= 500 and self.endpoint.method == "GET":  # reading again is safe
+                        raise _NoAnswer(f"Kustomer answered {response.status_code}", True, response.status_code)
+                except _NoAnswer as lost:
+                    failures += 1
+                    wait = _failed_attempt_wait(failures, self.waited, self.policy) if lost.retry else None
+                    if lost.sent and self.endpoint.method != "GET":
+                        raise KustomerOutcomeUnknownError(
+                            f"The request {self.where} was sent, and {lost.reason}. {if_unknown}", lost.status
+                        ) from None
+                    if wait is None:
+                        raise self.no_answer_error(lost, failures) from None
+                    self.pause(wait, f"{self.where}: {lost.reason}", failures + 1, self.policy.max_failed_attempts)
+                    continue
+                if response.status_code != 429:
+                    return self.result(response, raw, if_unknown)
+                rate_limited += 1
+                reset_at = _reset_time(response.headers, self.policy.clock(), self.policy)
+                announced = reset_at or announced
+                wait = _rate_limit_wait(reset_at, rate_limited, self.waited, self.policy)
+                if wait is None:
+                    raise self.rate_limit_error(raw, rate_limited, announced)
+                why = f"Kustomer answered 429 Too Many Requests to {self.where} (the org's rate limit)"
+                self.pause(wait, why, rate_limited + 1, self.policy.max_rate_limited)
+
+    def client(self) -> httpx.Client:
+        timeout = httpx.Timeout(self.policy.read_timeout, connect=self.policy.connect_timeout)
+        try:  # loopback (a local sandbox) never goes through a proxy: the key would cross it in clear text
+            return httpx.Client(timeout=timeout, follow_redirects=False, trust_env=not _is_loopback(self.url.host))
+        except Exception as exc:  # a proxy setting that cannot be used: an unknown scheme, socks without socksio
+            names = [
+                n for n in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY") if os.environ.get(n) or os.environ.get(n.lower())
+            ]
+            raise KustomerConnectionError(
+                f"Nothing was sent to Kustomer: this worker's proxy settings ({', '.join(names) or 'environment'}) "
+                f"cannot be used ({type(exc).__name__}; the value is not shown, as it may hold a password). "
+                "Fix or remove them, then run again."
             ) from None
-    reason = f"{status} {response.reason_phrase}".strip()
-    if response.is_redirect:
-        target = response.headers.get("location", "?")
+
+    def send_single_request(self, client: httpx.Client, content: bytes | None) -> tuple[httpx.Response, bytes]:
+        """Send once and read the answer within the size and time bounds, or raise _NoAnswer."""
+        self.sent = self.expired = self.traced = False
+        headers = {"Authorization": f"Bearer {self.key}", "Accept": "application/json", "User-Agent": USER_AGENT}
+        headers["Accept-Encoding"] = "gzip, deflate"  # what _BoundedDecoder reads, and nothing it cannot bound
+        if content is not None:
+            headers["Content-Type"] = "application/json"
+        try:
+            request = client.build_request(
+                self.endpoint.method, self.url, content=content, headers=headers, extensions={"trace": self.trace}
+            )
+            response = client.send(request, stream=True)
+            try:
+                return response, self.read_body(response)
+            finally:
+                response.close()
+        except _NoAnswer:
+            raise
+        except Exception as exc:
+            if not self.traced:  # a transport that does not trace (a test double): judge by what failed
+                self.sent = isinstance(exc, _AFTER_SENDING)
+            retry = not self.sent and isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.ProxyError)
+            raise _NoAnswer(self.failure_reason(exc), self.sent, retry=retry or self.sent) from None
+        finally:
+            if self.timer:
+                self.timer.cancel()
+                self.timer = None
+
+    def read_body(self, response: httpx.Response) -> bytes:
+        success = response.is_success
+        limit = self.policy.max_response_bytes if success else _ERROR_BODY_BYTES
+        chunks: list[bytes] = []
+        try:
+            decoder = _BoundedDecoder(response.headers.get_list("content-encoding", split_commas=True), limit)
+            for piece in response.iter_raw():
+                chunks.append(decoder.feed(piece))
+                if decoder.full:
+                    break
+        except Exception as exc:
+            if not success:
+                return b"".join(chunks)  # an error status whose body broke off: the status explains it
+            undecodable = isinstance(exc, ValueError | zlib.error)
+            reason = self.shown(str(exc), 200) if undecodable and not self.expired else self.failure_reason(exc)
+            status = response.status_code
+            raise _NoAnswer(f"Kustomer answered {status}, but its answer broke off ({reason})", True, status) from None
+        if decoder.full and success:
+            raise _NoAnswer(
+                f"Kustomer answered {response.status_code}, but its answer was over {limit:,} bytes, too large to read",
+                True,
+                response.status_code,
+                retry=False,
+            )
+        return b"".join(chunks)
+
+    # -- what went out, and the deadline from the moment it did --
+
+    def trace(self, event: str, info: dict[str, Any]) -> None:
+        """httpcore's trace hook: learns when the request starts to go out (not a proxy's CONNECT)."""
+        self.traced = True
+        if event == "connection.connect_tcp.complete":
+            self.stream = info.get("return_value")
+        elif event.endswith(".send_request_headers.started") and info["request"].method != b"CONNECT":
+            self.sent = True
+            self.timer = threading.Timer(self.policy.response_deadline, self.expire)
+            self.timer.daemon = True
+            self.timer.start()
+
+    def expire(self) -> None:
+        """The deadline passed: shut the socket, which ends any read or write under way at once."""
+        self.expired = True
+        sock = self.stream.get_extra_info("socket") if self.stream is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+    def failure_reason(self, exc: Exception) -> str:
+        if self.expired:
+            return f"the exchange took longer than {self.policy.response_deadline:.0f} s and was cut off"
+        for kind in type(exc).__mro__:  # most specific first
+            if kind in _TRANSPORT_REASONS:
+                reason = _TRANSPORT_REASONS[kind]
+                break
+        else:
+            reason = f"the request failed ({type(exc).__name__})"
+        detail = self.shown(str(exc), 200)
+        return f"{reason}: {detail}" if detail else reason
+
+    # -- waits --
+
+    def pause(self, wait: float, why: str, attempt: int, most: int) -> None:
+        if wait >= self.policy.log_waits_from:  # Windmill shows this as the job's log while it runs
+            until = time.strftime("%H:%M:%S", time.gmtime(self.policy.clock() + wait))
+            print(
+                f"{why}; waiting {wait:.0f} s, until {until} UTC, then attempt {attempt} of at most {most}.", flush=True
+            )
+        self.policy.sleep(wait)
+        self.waited += wait
+
+    # -- answers --
+
+    def result(self, response: httpx.Response, raw: bytes, if_unknown: str) -> Any:
+        status = response.status_code
+        reason = f"{status} {self.shown(response.reason_phrase, 60)}".strip()
+        if response.is_success:
+            try:
+                return _without_key(json.loads(raw, parse_constant=_refuse_constant), self.key)
+            except (ValueError, RecursionError):
+                shown = self.shown(raw[:1000].decode("utf-8", "replace"), 200) or "an empty body"
+                if self.endpoint.method == "GET":
+                    raise KustomerAPIError(
+                        f"Kustomer answered {reason} to {self.where}, but not with JSON ({shown}).", status
+                    ) from None
+                raise KustomerOutcomeUnknownError(
+                    f"Kustomer answered {reason} to {self.where}, which means success, but its answer was not "
+                    f"JSON ({shown}). The request most likely took effect. {if_unknown}",
+                    status,
+                ) from None
+        if response.is_redirect:
+            target = self.shown(response.headers.get("location", "?"), 120)
+            raise KustomerAPIError(
+                f"Kustomer answered {reason} to {self.where}, pointing to {target}. Redirects are not followed, "
+                f"so the API key stays with the host you chose. {self.nothing_done()}Set auth.baseUrl to the API "
+                "host itself, e.g. https://api.kustomerapp.com.",
+                status,
+            )
+        text, code, pointer = self.error_details(raw)
+        if status >= 500:
+            if self.endpoint.method == "GET":
+                raise KustomerAPIError(f"Kustomer answered {reason} to {self.where}: {text}", status, code, pointer)
+            raise KustomerOutcomeUnknownError(f"Kustomer answered {reason} to {self.where}: {text}{if_unknown}", status)
         raise KustomerAPIError(
-            f"Kustomer answered {reason} to POST {url}, pointing to {_clip(target, 120)}. Redirects are not "
-            "followed, so the API key stays with the host you chose. Nothing was created. "
-            "Set auth.baseUrl to the API host itself, e.g. https://api.kustomerapp.com.",
+            f"Kustomer rejected the request with {reason} on {self.where}: {text}{self.nothing_done()}"
+            f"{self.hint(status, text)}".strip(),
             status,
+            code,
+            pointer,
         )
-    if status >= 500:
-        raise KustomerOutcomeUnknownError(
-            f"Kustomer answered {reason} to POST {url}: {_error_text(raw)}{_check_before_rerun(body)}"
+
+    def nothing_done(self) -> str:
+        return "" if self.endpoint.method == "GET" else "Nothing was created. "
+
+    def hint(self, status: int, text: str) -> str:
+        role = self.endpoint.role
+        if status in (401, 403) and "pod" in text:
+            return "The key belongs to another region: " + _REGION_HINT
+        hints = {
+            400: "Fix the field named above and run again.",
+            401: f"Check that auth.apiKey is a current Kustomer API key with the role {role}; a key's roles cannot "
+            "be changed, so create a new key if needed. A key works only in its own region: " + _REGION_HINT,
+            403: f"The key lacks a role this request needs: {role}.",
+            404: self.endpoint.not_found,
+            409: "Kustomer reported a conflict with the current state of the record; run again once it settles.",
+            413: "The request is too large for Kustomer (about 100 KB): send fewer messages per request or shorter "
+            "previews.",
+        }
+        return hints.get(status, "")
+
+    def error_details(self, raw: bytes) -> tuple[str, str | None, str | None]:
+        """Kustomer's own words from an error body, short and safe to show, whatever its shape; and the
+        first error's code and pointer."""
+        text = raw[:_ERROR_BODY_BYTES].decode("utf-8", "replace")
+        try:
+            errors = json.loads(text).get("errors")
+        except (ValueError, AttributeError, RecursionError):
+            errors = None
+        if isinstance(errors, list) and errors:
+            parts, code, pointer = [], None, None
+            for error in [e for e in errors[:5] if isinstance(e, dict)]:
+                words = [self.shown(_scalar(error.get(k)), 300) for k in ("code", "title", "message", "detail")]
+                source = error["source"] if isinstance(error.get("source"), dict) else {}
+                places = {k: self.shown(_scalar(source.get(k)), 100) for k in ("pointer", "parameter", "parameters")}
+                words += [f"at {k} {v}" for k, v in places.items() if v]
+                code = code or self.shown(_scalar(error.get("code")), 100) or None
+                pointer = pointer or places["pointer"] or places["parameter"] or None
+                if any(words):
+                    parts.append(": ".join(dict.fromkeys(w for w in words if w)))
+            more = f" (and {len(errors) - 5} more errors)" if len(errors) > 5 else ""
+            if parts:
+                return _clip("; ".join(parts), 600) + more + ". ", code, pointer
+        if not text.strip():
+            return "(no error details in the answer). ", None, None
+        title = re.search(r"<title[^>]*>(.*?)</title>", text, re.I | re.S)
+        if title:
+            text = title.group(1)
+        elif text.lstrip().startswith("<"):
+            text = re.sub(r"<[^>]*>", " ", text)
+        return f"{self.shown(text, 300)}. ", None, None
+
+    def rate_limit_error(self, raw: bytes, count: int, reset_at: float | None) -> KustomerRateLimitError:
+        when = "Kustomer did not say when its rate-limit window resets"
+        if reset_at is not None:
+            stamp, ahead = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(reset_at)), reset_at - self.policy.clock()
+            when = f"the window resets at {stamp} (in {ahead:.0f} s)"
+            if ahead < 0:
+                when = f"the window was announced to reset at {stamp}, {-ahead:.0f} s ago, and is still full"
+        return KustomerRateLimitError(
+            f"Rate limited by Kustomer: {count} answer(s) 429 Too Many Requests to {self.where} over "
+            f"{self.waited:.0f} s of waiting (this script waits at most {self.policy.max_total_wait:.0f} s); "
+            f"{when}. {self.error_details(raw)[0]}{self.nothing_done()}Run again after the reset; in a flow, "
+            "lower the for-loop's parallelism or spread the schedule: the limit is shared by every key and app "
+            "of the org.",
+            429,
         )
-    hint = _HINTS.get(status, "")
-    if status in (401, 403) and b"pod" in raw:
-        hint = "The key belongs to another region: " + _REGION_HINT
-    raise KustomerAPIError(
-        f"Kustomer rejected the request with {reason} on POST {url}: {_error_text(raw)}"
-        f"Nothing was created. {hint}".strip(),
-        status,
-    )
+
+    def no_answer_error(self, lost: _NoAnswer, attempts: int) -> KustomerConnectionError:
+        if lost.sent:  # a GET: reading again was safe, and did not help
+            return KustomerConnectionError(
+                f"Kustomer gave no usable answer to {self.where} ({lost.reason}), {attempts} attempt(s) over "
+                f"{self.waited:.0f} s. A GET changes nothing in Kustomer: run again later."
+            )
+        return KustomerConnectionError(
+            f"Could not connect to {self.url.scheme}://{self.url.netloc.decode()} ({lost.reason}), {attempts} "
+            f"attempt(s) over {self.waited:.0f} s. Nothing was sent, so nothing was created. "
+            "Check auth.baseUrl, the network and any proxy settings, then run again."
+        )
+
+    def unexpected(self, exc: Exception, if_unknown: str) -> KustomerError:
+        text = self.shown(f"{type(exc).__name__}: {exc}", 300)
+        if self.sent and self.endpoint.method != "GET":
+            return KustomerOutcomeUnknownError(f"Unexpected error while calling Kustomer ({text}). {if_unknown}")
+        return KustomerConnectionError(f"Unexpected error before Kustomer answered ({text}). Nothing was created.")
+
+    def encode(self, body: Any) -> bytes:
+        try:
+            return json.dumps(body, ensure_ascii=False, allow_nan=False).encode()
+        except (TypeError, ValueError, RecursionError) as exc:  # validation should have caught it: say so anyway
+            raise KustomerInputError(
+                f"Nothing was sent to Kustomer: body is not JSON ({type(exc).__name__}); check its nested values."
+            ) from None
+
+    def shown(self, text: str, limit: int) -> str:
+        """Text that came from the server or the network, as it may be shown: control and format
+        characters removed, the key hidden, then shortened. Never used on the script's own words."""
+        text = _ANSI_ESCAPE.sub("", text)
+        text = _CONTROL.sub(" ", text)
+        if not text.isascii():
+            import unicodedata  # only on error paths, and only for text that needs it
+
+            text = "".join(c for c in text if c.isascii() or unicodedata.category(c)[0] not in "CZ" or c == " ")
+        return _clip(_hide_key(text, self.key), limit)
 
 
+_TRANSPORT_REASONS: dict[type[Exception], str] = {
+    httpx.ConnectTimeout: "the connection timed out",
+    httpx.ProxyError: "the proxy refused the connection",
+    httpx.ConnectError: "the connection failed",
+    httpx.ReadTimeout: "no answer came within the read timeout",
+    httpx.WriteTimeout: "sending timed out",
+    httpx.PoolTimeout: "no connection was free in time",
+    httpx.RemoteProtocolError: "the connection was closed or the answer was malformed",
+    httpx.ReadError: "the connection broke",
+    httpx.WriteError: "the connection broke while sending",
+    httpx.UnsupportedProtocol: "the URL's protocol is not supported",
+    httpx.LocalProtocolError: "the request could not be written",
+    httpx.TimeoutException: "a timeout passed",
+}
+# Failures that can only happen once the request has started to go out.
+_AFTER_SENDING = (httpx.ReadError, httpx.ReadTimeout, httpx.WriteError, httpx.WriteTimeout, httpx.RemoteProtocolError)
+_ANSI_ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|.)?")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _REGION_HINT = (
     "set auth.baseUrl to the key's region: EU https://api.prod2.kustomerapp.com, India "
     "https://api.prod4.kustomerapp.com, or https://<your-org>.api.kustomerapp.com, which routes to it."
 )
-_HINTS = {
-    400: "Fix the field named above and run again.",
-    401: (
-        "Check that auth.apiKey is a current Kustomer API key with the role org.permission.message.create "
-        "(or legacy org.user.message.write); a key's roles cannot be changed, so create a new key if needed. "
-        "A key works only in its own region: " + _REGION_HINT
-    ),
-    403: "The key lacks a role this request needs: it needs org.permission.message.create (or org.user.message.write).",
-    404: "Check the conversation, customer and other ids in the body: they must exist in the key's org.",
-    409: "Kustomer reported a conflict with the current state of the record; run again once it settles.",
-    413: "The request is too large for Kustomer (about 100 KB): send fewer messages per request or shorter previews.",
-}
 
 
-def _error_text(raw: bytes) -> str:
-    """Kustomer's own words from an error body, short, whatever its shape."""
-    text = raw[:_ERROR_BODY_BYTES].decode("utf-8", "replace")
+class _BoundedDecoder:
+    """Undoes Content-Encoding (gzip, deflate, layered as listed) while counting what comes out, so a
+    small compressed answer cannot inflate past `limit` bytes in memory: a 2 KB bomb stops at the limit."""
+
+    def __init__(self, encodings: list[str], limit: int) -> None:
+        layers = [e.strip().lower() for e in encodings if e.strip().lower() not in ("", "identity")]
+        unknown = [e for e in layers if e not in ("gzip", "x-gzip", "deflate")]
+        if unknown:
+            raise ValueError(f"it is encoded as {_clip(', '.join(unknown), 40)}, which this script does not read")
+        self.layers = [zlib.decompressobj(zlib.MAX_WBITS | 32) for _ in reversed(layers)]  # gzip or zlib header
+        self.limit, self.size, self.full = limit, 0, False
+
+    def feed(self, data: bytes) -> bytes:
+        for layer in self.layers:
+            data = layer.decompress(data, self.limit - self.size + 1)  # never more than the limit at once
+        data = data[: self.limit - self.size + 1]
+        self.size += len(data)
+        if self.size > self.limit:
+            self.full = True
+            return data[: len(data) - (self.size - self.limit)]
+        return data
+
+
+def _failed_attempt_wait(attempts: int, waited: float, policy: RetryPolicy) -> float | None:
+    """How long to wait before trying again after an attempt got no answer; None to give up."""
+    wait = _backoff(attempts, policy)
+    if attempts >= policy.max_failed_attempts or waited + wait > policy.max_total_wait:
+        return None
+    return wait
+
+
+def _rate_limit_wait(reset_at: float | None, losses: int, waited: float, policy: RetryPolicy) -> float | None:
+    """How long to wait after the `losses`-th 429 in a row; None to give up.
+
+    Kustomer's announced reset is followed, plus under a second of jitter that shrinks with each
+    loss: jobs of one parallel import share no state, so this is how the one that has waited longest
+    gets the next window first. From the second 429 on, the wait is never less than an exponential
+    backoff, so a server that keeps announcing a reset a second ahead gets a handful of requests."""
+    if reset_at is None:
+        wait = _backoff(losses, policy)
+    else:
+        floor = 0.0 if losses == 1 else min(policy.backoff_cap, policy.backoff_first * 2.0 ** (losses - 2))
+        wait = max(reset_at - policy.clock(), floor) + random.uniform(0.1, 1.0) / losses
+    too_long = wait > policy.max_single_wait or waited + wait > policy.max_total_wait
+    return None if losses >= policy.max_rate_limited or too_long else wait
+
+
+def _backoff(attempt: int, policy: RetryPolicy) -> float:
+    """Exponential backoff with jitter, about 1, 2, 4, 8 s, so parallel jobs do not retry in step."""
+    return min(policy.backoff_cap, policy.backoff_first * 2.0 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+
+
+def _reset_time(headers: httpx.Headers, now: float, policy: RetryPolicy) -> float | None:
+    """When Kustomer's rate-limit window resets (epoch seconds), from Retry-After (seconds or an HTTP
+    date) and x-ratelimit-reset (epoch seconds or milliseconds, or seconds from now). A value that is
+    not finite, lies in the past or more than `max_reset_ahead` away is not believed: None."""
+    times = []
+    retry_after = headers.get("retry-after", "").strip()
+    if retry_after:
+        seconds = _number(retry_after)
+        if seconds is not None:
+            times.append(now + seconds)
+        else:
+            import email.utils  # only for the HTTP-date form of Retry-After
+
+            with contextlib.suppress(TypeError, ValueError, OverflowError, IndexError):
+                date = email.utils.parsedate_to_datetime(retry_after)
+                times.append((date if date.tzinfo else date.replace(tzinfo=UTC)).timestamp())
+    value = _number(headers.get("x-ratelimit-reset", ""))
+    if value is not None and value > 0:
+        if value > 1e12:  # epoch milliseconds
+            value /= 1000
+        times.append(value if value > 1e9 else now + value)  # epoch seconds, else seconds from now
+    believable = [t for t in times if math.isfinite(t) and now - 1 <= t <= now + policy.max_reset_ahead]
+    return max(believable) if believable else None
+
+
+def _number(text: str) -> float | None:
     try:
-        errors = json.loads(text).get("errors")
-    except (ValueError, AttributeError):
-        errors = None
-    if isinstance(errors, list) and errors:
-        parts = []
-        for error in errors[:5]:
-            if not isinstance(error, dict):
-                continue
-            words = [str(error[k]) for k in ("code", "title", "message", "detail") if error.get(k) not in (None, "")]
-            source = error.get("source")
-            if isinstance(source, dict):
-                words += [f"at {k} {v}" for k, v in source.items() if k in ("pointer", "parameter", "parameters")]
-            if words:
-                parts.append(": ".join(dict.fromkeys(words)))
-        more = f" (and {len(errors) - 5} more errors)" if len(errors) > 5 else ""
-        if parts:
-            return _clip("; ".join(parts), 600) + more + ". "
-    if not text.strip():
-        return "(no error details in the answer). "
-    title = re.search(r"<title[^>]*>(.*?)</title>", text, re.I | re.S)
-    if title:
-        text = title.group(1)
-    elif text.lstrip().startswith("<"):
-        text = re.sub(r"<[^>]*>", " ", text)
-    return f"{_clip(text, 300)}. "
+        value = float(text.strip())
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # so a result always is: Windmill stores it as it is
+
+
+def _without_key(value: Any, key: str) -> Any:
+    """The answer with the key hidden wherever a string holds it (a server may echo the request back)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        pairs = list(item.items()) if isinstance(item, dict) else enumerate(item) if isinstance(item, list) else []
+        for name, inner in pairs:
+            if isinstance(inner, str) and key in inner:
+                item[name] = _hide_key(inner, key)
+            elif isinstance(inner, dict | list):
+                stack.append(inner)
+            if isinstance(name, str) and key in name:
+                item[_hide_key(name, key)] = item.pop(name)
+    return value if not isinstance(value, str) else _hide_key(value, key)
+
+
+def _hide_key(text: str, key: str) -> str:
+    """The key, and its URL-encoded forms, replaced by [redacted]. A key shorter than 16 characters is
+    hidden only where it stands as a word, so the sandbox key "k" does not turn "look" into "loo[redacted]"."""
+    from urllib.parse import quote, quote_plus  # loaded by httpx already
+
+    for form in dict.fromkeys((key, quote(key, safe=""), quote_plus(key, safe=""))):
+        if form not in text:
+            continue
+        if len(form) >= 16:
+            text = text.replace(form, "[redacted]")
+        else:
+            text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(form)}(?![A-Za-z0-9])", "[redacted]", text)
+    return text
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool) and abs(value) < 1e300:
+        return str(value)
+    return ""
 
 
 def _clip(text: str, limit: int) -> str:
@@ -694,25 +1182,4 @@ def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _check_before_rerun(body: Any) -> str:
-    """What to look up before running again, when Kustomer may or may not have acted."""
-    items = [m for m in (body if isinstance(body, list) else [body]) if isinstance(m, dict)]
-    what = "The message(s) may or may not have been created, so the request was not repeated."
-    external = [str(m["externalId"]) for m in items if m.get("externalId")]
-    if external:
-        return (
-            f"{what} Before running again, look up externalId {_listing(external)} in Kustomer "
-            "(GET /v1/messages/externalid=<externalId>) and leave out those that exist."
-        )
-    refs = [str(m["_clientRef"]) for m in items if m.get("_clientRef")]
-    if refs:
-        return f"{what} Before running again, check the timelines for the messages with _clientRef {_listing(refs)}."
-    return f"{what} Check the conversation timeline in Kustomer before running again, to avoid a duplicate."
-
-
-def _listing(values: list[str]) -> str:
-    shown = ", ".join(repr(v) for v in values[:10])
-    return shown + (f" and {len(values) - 10} more" if len(values) > 10 else "")
-
-
-# ---- end of shared block ----
+# ---- end of shared part "transport" ----

@@ -1,0 +1,144 @@
+"""Run one Python script as a Windmill worker runs it: the job that local-run, the flow runner, the
+demo and the benchmark all use.
+
+What the worker does (windmill-worker's python_executor.rs), and so what this does: the script is
+written under its workspace path (f/kustomer/<name>.py) in a fresh job folder with the job's
+arguments in args.json; a generated wrapper.py imports it as a module, keeps only the arguments
+`main` names (dropping nulls for parameters with a default, so Python's default applies), calls
+main(**args) in a fresh Python process with a cleared environment, and writes the result as
+json.dumps(..., separators=(',', ':'), default=str), then rewrites every NaN, Infinity and \\u0000
+in that text to ` null ` unless the script's leading `#` lines carry `skip_result_postprocessing`.
+An exception becomes {"message", "name", "stack"} (plus "extra" with the exception's attributes and
+"step_id" inside a flow) and exit code 1.
+
+Where this differs from the worker (it reads `main`'s signature with inspect rather than Windmill's
+static parser; it imports the script inside the `try`, so an import error is a structured error):
+see shared/reference/windmill-flow-semantics.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, NamedTuple
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPTS = ROOT / "scripts" / "kustomer"
+FLOWS = ROOT / "flows" / "kustomer"
+
+# The worker starts the job with a cleared environment plus these (proxies included, as Windmill does).
+_PASSED_ENV = ("PATH", "HOME", "TZ", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
+
+# The worker's post-processing, as its wrapper writes it (python_executor.rs, get_result_postprocessor).
+_POSTPROCESS = "re.sub(replace_invalid_fields, ' null ', unprocessed)"
+_UNPROCESSED = "unprocessed"
+
+_WRAPPER = r"""import inspect
+import json
+import os
+import re
+import sys
+import traceback
+
+with open("args.json") as f:
+    kwargs = json.load(f, strict=False)
+
+replace_invalid_fields = re.compile(r'(?:\bNaN\b|\\*\\u0000|Infinity|\-Infinity)')
+result_json = os.path.join(os.path.abspath(os.path.dirname(__file__)), "result.json")
+
+
+def res_to_json(res):
+    unprocessed = json.dumps(res, separators=(',', ':'), default=str).replace('\n', '')
+    return {postprocessor}
+
+
+try:
+    from {module} import {name} as inner_script
+
+    args = {{}}
+    for param in inspect.signature(inner_script.main).parameters.values():
+        args[param.name] = kwargs.get(param.name)
+        if param.default is not inspect.Parameter.empty and args[param.name] is None:
+            del args[param.name]
+    res = inner_script.main(**args)
+    res_json = res_to_json(res)
+    with open(result_json, "w") as f:
+        f.write(res_json)
+except BaseException as e:
+    tb = traceback.format_tb(sys.exc_info()[2])
+    err = {{"message": str(e), "name": e.__class__.__name__, "stack": "\n".join(tb[1:])}}
+    if e.__dict__:
+        err["extra"] = e.__dict__
+    if os.environ.get("WM_FLOW_STEP_ID"):
+        err["step_id"] = os.environ["WM_FLOW_STEP_ID"]
+    with open(result_json, "w") as f:
+        f.write(json.dumps(err, separators=(",", ":"), default=str).replace("\n", ""))
+    sys.exit(1)
+"""
+
+
+class JobResult(NamedTuple):
+    """What a Windmill job ends with: its exit code, its result (or error object), and its logs."""
+
+    exit_code: int
+    result: Any  # decoded from `output`
+    output: str  # result.json exactly as the worker wrote it
+    logs: str
+
+
+def script_names() -> list[str]:
+    """The scripts of the product, from the folder itself: adding a script touches no list."""
+    return sorted(p.stem for p in SCRIPTS.glob("*.py"))
+
+
+def script_annotations(source: str) -> set[str]:
+    """The worker's annotations: the words of the `#` lines at the very top of the file, comma-separated
+    (windmill's `annotations` macro reads lines while they start with `#`)."""
+    found: set[str] = set()
+    for line in source.splitlines():
+        if not line.startswith("#"):
+            break
+        found.update(word.strip() for word in line.lstrip("#").split(","))
+    return found
+
+
+def run_job(
+    script: Path,
+    args: dict[str, Any],
+    workspace_path: str | None = None,
+    timeout: float = 600,
+    step_id: str | None = None,
+) -> JobResult:
+    """Run `script` as a worker would, in a fresh process, with `args` as the job's arguments."""
+    workspace_path = workspace_path or f"f/kustomer/{script.stem}"
+    folder, _, name = workspace_path.rpartition("/")
+    source = script.read_text()
+    skip = "skip_result_postprocessing" in script_annotations(source)
+    with tempfile.TemporaryDirectory(prefix="windmill-job-") as job_dir:
+        module_dir = Path(job_dir, folder)
+        module_dir.mkdir(parents=True)
+        shutil.copyfile(script, module_dir / f"{name}.py")
+        Path(job_dir, "args.json").write_text(json.dumps(args))
+        wrapper = _WRAPPER.format(
+            module=folder.replace("/", "."), name=name, postprocessor=_UNPROCESSED if skip else _POSTPROCESS
+        )
+        Path(job_dir, "wrapper.py").write_text(wrapper)
+        env = {k: os.environ[k] for k in _PASSED_ENV if k in os.environ}
+        env.update({"WM_JOB_PATH": workspace_path, **({"WM_FLOW_STEP_ID": step_id} if step_id else {})})
+        completed = subprocess.run(
+            [sys.executable, "-u", "-m", "wrapper"],
+            cwd=job_dir,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        result_file = Path(job_dir, "result.json")
+        output = result_file.read_text() if result_file.exists() else "null"
+    return JobResult(completed.returncode, json.loads(output), output, completed.stdout + completed.stderr)
