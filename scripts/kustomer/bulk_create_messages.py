@@ -1058,7 +1058,7 @@ class _Exchange:
             import unicodedata  # only on error paths, and only for text that needs it
 
             text = "".join(c for c in text if c.isascii() or unicodedata.category(c)[0] not in "CZ" or c == " ")
-        return _clip(_hide_key(text, self.key), limit)
+        return _clip(_hide_key_fragments(_hide_key(text, self.key), self.key), limit)
 
 
 _TRANSPORT_REASONS: dict[type[Exception], str] = {
@@ -1203,6 +1203,28 @@ def _hide_key(text: str, key: str) -> str:
         else:
             text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(form)}(?![A-Za-z0-9])", "[redacted]", text)
     return text
+
+
+def _hide_key_fragments(text: str, key: str, size: int = 16) -> str:
+    """Any run of `size` or more characters of the key (a server may echo a cut-off key) replaced by
+    [redacted]; one pass over the text with a set of the key's windows, so it stays linear."""
+    if len(key) < size or len(text) < size:
+        return text
+    windows = {key[i : i + size] for i in range(len(key) - size + 1)}
+    hidden = [False] * len(text)
+    for i in range(len(text) - size + 1):
+        if text[i : i + size] in windows:
+            hidden[i : i + size] = [True] * size
+    if not any(hidden):
+        return text
+    parts, i = [], 0
+    while i < len(text):
+        j = i
+        while j < len(text) and hidden[j] == hidden[i]:
+            j += 1
+        parts.append("[redacted]" if hidden[i] else text[i:j])
+        i = j
+    return "".join(parts)
 
 
 def _scalar(value: Any) -> str:
