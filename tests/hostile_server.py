@@ -33,9 +33,9 @@ class Answer:
         delay: float = 0.0,
         chunk: int = 0,
     ) -> Answer:
-        head = f"HTTP/1.1 {status} {reason}\r\n".encode("latin-1")
+        head = f"HTTP/1.1 {status} {reason}\r\n".encode()
         fields = {"Content-Length": str(len(body)), "Connection": "close", **(headers or {})}
-        head += b"".join(f"{k}: {v}\r\n".encode("latin-1") for k, v in fields.items()) + b"\r\n"
+        head += b"".join(f"{k}: {v}\r\n".encode() for k, v in fields.items()) + b"\r\n"
         raw = head + body
         size = chunk or len(raw) or 1
         return cls([raw[i : i + size] for i in range(0, len(raw), size)], delay)
