@@ -62,17 +62,86 @@ def test_unparsable_json_answers_400_in_the_short_shape(sandbox: Sandbox) -> Non
     }
 
 
-def test_bulk_answers_a_queued_operation_that_completes(sandbox: Sandbox) -> None:
+def get(box: Sandbox, path: str) -> httpx.Response:
+    return httpx.get(f"{box.url}{path}", headers=KEY)
+
+
+def test_a_bulk_operation_moves_from_queued_to_running_to_complete() -> None:
     items = [{**MESSAGE, "_clientRef": "a"}, {"channel": "sms", "app": "twilio", "_clientRef": "b"}]
-    answer = post(sandbox, "/v1/messages/bulk", items)
-    assert answer.status_code == 200
-    bulk = answer.json()["data"]
-    assert bulk["type"] == "bulk"
-    assert bulk["attributes"]["status"] == "queued"
-    polled = httpx.get(f"{sandbox.url}{bulk['links']['self']}", headers=KEY).json()["data"]
-    assert polled["attributes"]["status"] == "complete"
-    assert [r["_clientRef"] for r in polled["attributes"]["results"]] == ["a", "b"]
-    assert len(sandbox.messages) == 2
+    with Sandbox(bulk_seconds=0.9) as box:
+        answer = post(box, "/v1/messages/bulk", items)
+        assert answer.status_code == 200
+        bulk = answer.json()["data"]
+        assert (bulk["type"], bulk["attributes"]["status"]) == ("bulk", "queued")
+        assert get(box, bulk["links"]["self"]).json()["data"]["attributes"]["status"] == "queued"
+        assert get(box, f"{bulk['links']['self']}/batches").json()[0]["status"] == "queued"
+        time.sleep(0.4)
+        assert get(box, bulk["links"]["self"]).json()["data"]["attributes"]["status"] == "running"
+        time.sleep(0.6)
+        done = get(box, bulk["links"]["self"]).json()["data"]["attributes"]
+        batches = get(box, f"{bulk['links']['self']}/batches").json()
+    assert done["status"] == "complete"
+    assert done["batches"] == {"complete": 1, "total": 1}
+    assert len(batches) == 1
+    assert batches[0]["successCount"] == 2
+    assert batches[0]["failureCount"] == 0
+    assert [r["_clientRef"] for r in batches[0]["results"]] == ["a", "b"]
+    assert [r["objectId"] for r in batches[0]["results"]] == batches[0]["objectIds"]
+    assert len(box.messages) == 2
+
+
+def test_bulk_items_fail_by_marker_or_rate_with_kustomer_like_texts() -> None:
+    items = [{**MESSAGE, "_clientRef": f"r{i}"} for i in range(100)]
+    items[7]["preview"] = "please sandbox:fail this one"
+    with Sandbox(item_failure_rate=0.1, seed=4) as box:
+        bulk = post(box, "/v1/messages/bulk", items).json()["data"]
+        (batch,) = get(box, f"/v1/bulk/{bulk['id']}/batches").json()
+        created = box.created_by_ref
+    failed = [r for r in batch["results"] if r["status"] == "error"]
+    assert "r7" in {r["_clientRef"] for r in failed}
+    assert 3 <= len(failed) <= 25
+    assert batch["failureCount"] == len(failed)
+    assert batch["successCount"] == 100 - len(failed)
+    assert {r["error"] for r in failed} <= {"duplicate detected", "conversation not found", "invalid custom attribute"}
+    assert set(created) == {r["_clientRef"] for r in batch["results"] if r["status"] == "created"}
+    assert set(created.values()) == {1}
+
+
+def test_batches_in_the_json_api_shape_come_in_pages() -> None:
+    items = [{**MESSAGE, "_clientRef": f"r{i}"} for i in range(10)]
+    with Sandbox(batch_size=3, batches_shape="jsonapi", batches_page_size=2) as box:
+        bulk = post(box, "/v1/messages/bulk", items).json()["data"]
+        pages, path = [], f"/v1/bulk/{bulk['id']}/batches"
+        while path:
+            page = get(box, path).json()
+            pages.append(page)
+            path = page["links"]["next"]
+    assert [len(p["data"]) for p in pages] == [2, 2]
+    refs = [r["_clientRef"] for p in pages for b in p["data"] for r in b["attributes"]["results"]]
+    assert refs == [f"r{i}" for i in range(10)]
+
+
+def test_a_message_is_found_by_its_external_id(sandbox: Sandbox) -> None:
+    post(sandbox, "/v1/messages", {**MESSAGE, "externalId": "<a b/c@mail>"})
+    found = get(sandbox, "/v1/messages/externalid=%3Ca%20b%2Fc%40mail%3E")
+    assert found.status_code == 200
+    assert found.json()["data"]["attributes"]["externalId"] == "<a b/c@mail>"
+    assert get(sandbox, "/v1/messages/externalid=nothing").status_code == 404
+
+
+def test_applied_then_503_creates_the_message_and_still_answers_503(sandbox: Sandbox) -> None:
+    sandbox.configure(fault="applied_503", fault_count=1)
+    answer = post(sandbox, "/v1/messages", {**MESSAGE, "externalId": "applied-1"})
+    assert answer.status_code == 503
+    assert get(sandbox, "/v1/messages/externalid=applied-1").status_code == 200
+    assert sandbox.requests[0]["applied"] is True
+
+
+def test_reads_count_against_the_rate_limit_too() -> None:
+    with Sandbox(rate_limit=2, window=3600) as box:
+        bulk = post(box, "/v1/messages/bulk", [MESSAGE]).json()["data"]
+        assert get(box, f"/v1/bulk/{bulk['id']}").status_code == 200
+        assert get(box, f"/v1/bulk/{bulk['id']}").status_code == 429
 
 
 @pytest.mark.parametrize(
@@ -127,3 +196,41 @@ def test_latency_switch_delays_answers() -> None:
         started = time.monotonic()
         post(box, "/v1/messages", MESSAGE)
         assert time.monotonic() - started >= 0.3
+
+
+def test_a_busy_port_is_one_line_and_exit_2() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    with Sandbox() as box:
+        done = subprocess.run(
+            [str(Path(sys.executable).parent / "kustomer-sandbox"), "--port", str(box.port)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        f"kustomer-sandbox: port {box.port} is in use: pass --port N (0 picks a free one) or stop the other sandbox"
+    )
+
+
+def test_a_client_that_hangs_up_mid_answer_leaves_no_traceback(capfd: pytest.CaptureFixture[str]) -> None:
+    """Unhandled exceptions in sandbox threads fail the suite (pyproject's filterwarnings); a client
+    that drops its connection is no such exception, and prints nothing."""
+    import socket
+
+    with Sandbox(latency=0.2) as box:
+        for _ in range(5):
+            with socket.create_connection(("127.0.0.1", box.port)) as conn:
+                body = b'{"channel": "sms", "app": "x", "direction": "in"}'
+                conn.sendall(
+                    b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer k\r\n"
+                    b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+                )
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        time.sleep(0.6)
+    captured = capfd.readouterr()
+    assert "Traceback" not in captured.err + captured.out
