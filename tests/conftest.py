@@ -9,6 +9,7 @@ from typing import Any
 import bulk_create_messages
 import create_message
 import pytest
+import wait_for_bulk_results
 from create_message import kustomer
 from hypothesis import HealthCheck, settings
 
@@ -18,7 +19,7 @@ settings.register_profile("long", max_examples=20_000, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 RECORDINGS = Path(__file__).parent / "recordings"
-SCRIPTS = (create_message, bulk_create_messages)
+SCRIPTS = (create_message, bulk_create_messages, wait_for_bulk_results)
 # Stands for a real key; every test checks it never shows. Re-recording sets a real one (README).
 API_KEY = os.environ.get("KUSTOMER_RECORD_API_KEY") or "test-key-0123456789abcdef"
 US = "https://api.kustomerapp.com"

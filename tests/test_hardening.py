@@ -324,9 +324,11 @@ def test_the_deadline_covers_the_whole_exchange_however_it_drips(
         chunks = [full[:head_size]] + [full[i : i + 1] for i in range(head_size, len(full))]
     else:  # a byte every 0.25 s from the first: each read is well within the read timeout
         chunks = [full[i : i + 1] for i in range(len(full))]
+    message = {"channel": "sms", "app": "twilio", "direction": "in"}  # no externalId: no lookup after the POST
+    body = message if script is create_message else [message]
     with HostileServer([Answer(chunks, delay=0.25)]) as server:
         started = time.monotonic()
-        result, error = attempt(script, {"apiKey": API_KEY, "baseUrl": server.url})
+        result, error = attempt(script, {"apiKey": API_KEY, "baseUrl": server.url}, body)
         elapsed = time.monotonic() - started
     assert isinstance(error, script.KustomerOutcomeUnknownError), (result, error)
     assert "took longer than 2 s" in str(error) or "took longer than 1 s" in str(error)

@@ -728,7 +728,7 @@ class _Punct(str):
 
 class _Endpoint(NamedTuple):
     method: str
-    path: str
+    path: str  # percent-encoded, with its query if any
     role: str  # the role a key needs here, named when Kustomer answers 401 or 403
     not_found: str  # what a 404 means here
 
@@ -740,7 +740,8 @@ def _call_kustomer(auth: kustomer, endpoint: _Endpoint, body: Any = None, if_unk
     carries no chained exception and no traceback from below this call: those would hold httpx's
     request, whose Authorization header is the key.
     """
-    exchange = _Exchange(auth["apiKey"].strip(), _base_url(auth).copy_with(path=endpoint.path), endpoint)
+    url = _base_url(auth).copy_with(raw_path=endpoint.path.encode("ascii"))  # the path arrives percent-encoded
+    exchange = _Exchange(auth["apiKey"].strip(), url, endpoint)
     failure: KustomerError
     try:
         return exchange.send_handling_retries(body, if_unknown)

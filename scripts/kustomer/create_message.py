@@ -26,6 +26,7 @@ import zlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, NotRequired, TypedDict
+from urllib.parse import quote
 
 import httpx
 
@@ -42,12 +43,47 @@ def main(auth: kustomer, body: dict) -> Any:  # type: ignore[type-arg]  # Windmi
     problems = _size_problems(body, "body") or _message_problems(body, "body", CREATE_REQUIRED)
     _raise_if_invalid(_auth_problems(auth) + problems)
     create = _Endpoint("POST", "/v1/messages", MESSAGE_WRITE_ROLE, IDS_NOT_FOUND)
-    return _call_kustomer(auth, create, body, _check_before_rerun(body))
+    try:
+        return _call_kustomer(auth, create, body, _check_before_rerun(body))
+    except KustomerOutcomeUnknownError as unknown:
+        if not (isinstance(body.get("externalId"), str) and body["externalId"]):
+            raise
+        lost = unknown
+    return _found_by_external_id(auth, body["externalId"], lost)
 
 
 CREATE_REQUIRED = ("channel", "app", "direction")
 MESSAGE_WRITE_ROLE = "org.permission.message.create (or the legacy org.user.message.write)"
+MESSAGE_READ_ROLE = "org.permission.message.read (or the legacy org.user.message.read)"
 IDS_NOT_FOUND = "Check the conversation, customer and other ids in the body: they must exist in the key's org."
+
+
+def _found_by_external_id(auth: kustomer, external_id: str, unknown: "KustomerOutcomeUnknownError") -> Any:
+    """The POST went out and its answer was lost: look the message up by its externalId (a GET, safe to
+    repeat) and return it if Kustomer has it. The POST itself is never sent again."""
+    lookup = _Endpoint("GET", "/v1/messages/externalid=" + quote(external_id, safe=""), MESSAGE_READ_ROLE, "")
+    try:
+        found = _call_kustomer(auth, lookup)
+    except KustomerError as exc:
+        failure = exc
+    else:
+        print(
+            f"The answer to the create was lost ({_clip(str(unknown), 160)}); the message was then found by its "
+            f"externalId {_show(external_id, 80)}, so it was created: returning it.",
+            flush=True,
+        )
+        return found
+    status = failure.status if isinstance(failure, KustomerAPIError) else None
+    if status == 404:
+        more = "It was looked up by its externalId right after and not found at that time; it may still appear."
+    elif status in (401, 403):
+        more = (
+            f"It could not be looked up by its externalId ({status}): a key that also has the role "
+            f"{MESSAGE_READ_ROLE} lets this script check by itself."
+        )
+    else:
+        more = f"Looking it up by its externalId failed too: {failure}"
+    raise KustomerOutcomeUnknownError(f"{unknown} {more}", unknown.status)
 
 
 # ---- shared part "messages": the same in every script of scripts/kustomer that holds it ----
@@ -692,7 +728,7 @@ class _Punct(str):
 
 class _Endpoint(NamedTuple):
     method: str
-    path: str
+    path: str  # percent-encoded, with its query if any
     role: str  # the role a key needs here, named when Kustomer answers 401 or 403
     not_found: str  # what a 404 means here
 
@@ -704,7 +740,8 @@ def _call_kustomer(auth: kustomer, endpoint: _Endpoint, body: Any = None, if_unk
     carries no chained exception and no traceback from below this call: those would hold httpx's
     request, whose Authorization header is the key.
     """
-    exchange = _Exchange(auth["apiKey"].strip(), _base_url(auth).copy_with(path=endpoint.path), endpoint)
+    url = _base_url(auth).copy_with(raw_path=endpoint.path.encode("ascii"))  # the path arrives percent-encoded
+    exchange = _Exchange(auth["apiKey"].strip(), url, endpoint)
     failure: KustomerError
     try:
         return exchange.send_handling_retries(body, if_unknown)

@@ -1,0 +1,988 @@
+# skip_result_postprocessing
+"""Wait for bulk results: what became of each message of a Kustomer bulk operation.
+
+POST /v1/messages/bulk only queues the messages: Kustomer answers with a bulk operation whose
+status is `queued`, and processes it later, item by item. This script waits (within
+`max_wait_seconds`) until the operation is complete, reads GET /v1/bulk/{id}/batches (every page),
+and returns one entry per message, matched by its `_clientRef`: `created` with the message id, or
+`error` with Kustomer's reason; and the counts. Without `_clientRef` Kustomer gives only counts and
+the new messages' ids. The API key needs the role `org.permission.bulk.read` (or the legacy
+`org.user.bulk.read`). Reading is safe to repeat, so a lost answer (5xx, timeout) is asked again,
+and a 429 is waited out; every wait prints a line in the job's log.
+"""
+
+import contextlib
+import ipaddress
+import json
+import math
+import os
+import random
+import re
+import socket
+import threading
+import time
+import zlib
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, NamedTuple, NotRequired, TypedDict
+
+import httpx
+
+
+class kustomer(TypedDict):
+    """A Kustomer API key, and the host of its region when that is not the US one."""
+
+    apiKey: str
+    baseUrl: NotRequired[str]
+
+
+def main(
+    auth: kustomer,
+    bulk_id: str,
+    expected_items: int = 0,
+    submitted_at: str = "",
+    max_wait_seconds: int = 600,
+    min_interval_seconds: float = 0.0,
+) -> dict[str, Any]:
+    """Wait for the bulk operation `bulk_id` to complete and return each message's outcome.
+
+    `expected_items`: how many messages the operation holds (0: unknown). When given, one read of
+    its batches can confirm it, without polling its status first. `submitted_at`: when it was
+    submitted (its `data.attributes.createdAt`); the first look waits until FIRST_LOOK_AFTER seconds
+    after it. `min_interval_seconds`: the least time between two requests, to pace the reads.
+    """
+    problems = _watch_problems(bulk_id, expected_items, submitted_at, max_wait_seconds, min_interval_seconds)
+    _raise_if_invalid(_auth_problems(auth) + problems)
+    watch = _BulkWatch(auth, bulk_id.strip().lower(), expected_items, min_interval_seconds)
+    return watch.wait(_first_look_delay(submitted_at), max_wait_seconds)
+
+
+FIRST_LOOK_AFTER = 5.0  # seconds after submission: most operations are done by then, so one read confirms
+BULK_READ_ROLE = "org.permission.bulk.read (or the legacy org.user.bulk.read)"
+BULK_NOT_FOUND = (
+    "Check bulk_id: it must be the data.id that bulk_create_messages returned, in the key's org and region "
+    "(Kustomer may also forget old operations)."
+)
+_MAX_PAGES = 1000
+
+
+def _watch_problems(bulk_id: Any, expected: Any, submitted_at: Any, max_wait: Any, interval: Any) -> list[str]:
+    problems = []
+    if not isinstance(bulk_id, str) or not re.fullmatch(r"[0-9a-fA-F]{24}", bulk_id.strip()):
+        problems.append(f"bulk_id: must be a bulk operation's id (24 hex characters), got {_describe(bulk_id)}")
+    if not isinstance(expected, int) or isinstance(expected, bool) or expected < 0:
+        problems.append(
+            f"expected_items: must be 0 (unknown) or the number of messages sent, got {_describe(expected)}"
+        )
+    if not isinstance(submitted_at, str) or (submitted_at.strip() and _timestamp(submitted_at) is None):
+        problems.append(
+            f"submitted_at: must be empty or a date-time such as 2024-05-01T12:30:00Z, got {_describe(submitted_at)}"
+        )
+    if not isinstance(max_wait, int | float) or isinstance(max_wait, bool) or not 0 <= max_wait <= 86400:
+        problems.append(f"max_wait_seconds: must be 0 to 86400, got {_describe(max_wait)}")
+    if not isinstance(interval, int | float) or isinstance(interval, bool) or not 0 <= interval <= 600:
+        problems.append(f"min_interval_seconds: must be 0 to 600, got {_describe(interval)}")
+    return problems
+
+
+def _timestamp(text: str) -> float | None:
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+def _first_look_delay(submitted_at: str) -> float:
+    submitted = _timestamp(submitted_at) if submitted_at.strip() else None
+    now = POLICY.clock()
+    return max(0.0, min(FIRST_LOOK_AFTER, (submitted if submitted is not None else now) + FIRST_LOOK_AFTER - now))
+
+
+class _BulkWatch:
+    """Looks at one bulk operation until it is complete, then reads what became of each message."""
+
+    def __init__(self, auth: kustomer, bulk_id: str, expected: int, interval: float) -> None:
+        self.auth, self.bulk_id, self.expected, self.interval = auth, bulk_id, expected, interval
+        self.status, self.progress, self.last_request = "queued", "", -math.inf
+        self.policy = POLICY
+
+    def wait(self, first_delay: float, max_wait: float) -> dict[str, Any]:
+        started = self.policy.clock()
+        delays = self.schedule(first_delay, max_wait)
+        for look, delay in enumerate(delays, start=1):
+            why = (
+                f"Bulk operation {self.bulk_id} is {self.status}{self.progress}"
+                if look > 1
+                else (f"Bulk operation {self.bulk_id} was just submitted")
+            )
+            self.pause(delay, why, f"look {look} of at most {len(delays)}")
+            report = self.look()
+            if report is not None:
+                return report
+        waited = self.policy.clock() - started
+        raise KustomerBulkPendingError(
+            f"Bulk operation {self.bulk_id} is still {self.status}{self.progress} after {waited:.0f} s "
+            f"(max_wait_seconds {max_wait:.0f}). Nothing is lost: Kustomer goes on processing it. Run this script "
+            f"again later with bulk_id {self.bulk_id} to read each message's outcome.",
+            self.bulk_id,
+            self.status,
+        )
+
+    def schedule(self, first_delay: float, max_wait: float) -> list[float]:
+        """The waits before each look: the first delay, then doubling from 2 s up to 30 s, each at least
+        the pacing interval, as many as fit in `max_wait`."""
+        delays, total, step = [first_delay], first_delay, 2.0
+        while True:
+            delay = max(step, self.interval)
+            if total + delay > max_wait:
+                return delays
+            delays.append(delay)
+            total, step = total + delay, min(30.0, step * 2)
+
+    def look(self) -> dict[str, Any] | None:
+        if not self.expected:  # how many items it holds is unknown: its status says when it is done
+            answer = self.get(f"/v1/bulk/{self.bulk_id}")
+            data = answer.get("data") if isinstance(answer, dict) else None
+            attributes = data.get("attributes") if isinstance(data, dict) else None
+            fields = {**(data or {}), **(attributes or {})} if isinstance(data, dict) else {}
+            self.status = str(fields.get("status") or "queued")
+            batches = fields.get("batches") if isinstance(fields.get("batches"), dict) else {}
+            if batches and "total" in batches:
+                self.progress = f" ({batches.get('complete', 0)} of {batches['total']} batches done)"
+            if self.status != "complete":
+                return None
+        batches = self.read_batches()
+        done = [b for b in batches if str(b.get("status", "complete")) == "complete"]
+        counted = sum(_count(b, "successCount") + _count(b, "failureCount") for b in done)
+        if self.expected and (len(done) < len(batches) or not batches or counted < self.expected):
+            self.status, self.progress = "running", f" ({counted} of {self.expected} messages done)"
+            return None
+        return _report(self.bulk_id, batches)
+
+    def read_batches(self) -> list[dict[str, Any]]:
+        """Every batch, following `links.next` while it points to the same operation's batches."""
+        batches: list[dict[str, Any]] = []
+        path: str | None = f"/v1/bulk/{self.bulk_id}/batches"
+        for _ in range(_MAX_PAGES):
+            if path is None:
+                break
+            page, path = _batches_in(self.get(path), self.bulk_id)
+            batches += page
+        return batches
+
+    def get(self, path: str) -> Any:
+        gap = self.last_request + self.interval - self.policy.clock()
+        if gap > 0:
+            self.pause(gap, "Pacing the reads (min_interval_seconds)", "then the next read")
+        self.last_request = self.policy.clock()
+        return _call_kustomer(self.auth, _Endpoint("GET", path, BULK_READ_ROLE, BULK_NOT_FOUND))
+
+    def pause(self, wait: float, why: str, then: str) -> None:
+        if wait >= self.policy.log_waits_from:
+            until = time.strftime("%H:%M:%S", time.gmtime(self.policy.clock() + wait))
+            print(f"{why}; waiting {wait:.0f} s, until {until} UTC, then {then}.", flush=True)
+        if wait > 0:
+            self.policy.sleep(wait)
+
+
+def _batches_in(answer: Any, bulk_id: str) -> tuple[list[dict[str, Any]], str | None]:
+    """The batches of one page, as a bare list or JSON:API `data`, each batch's fields at its top or
+    under `attributes`; and the next page's path, if it is one of this operation's pages."""
+    data = answer.get("data") if isinstance(answer, dict) else answer
+    if isinstance(data, dict):
+        data = [data]
+    if not isinstance(data, list):
+        raise KustomerAPIError(
+            f"Kustomer's answer to GET /v1/bulk/{bulk_id}/batches is not a list of batches "
+            f"({_kind(data)}); nothing can be read from it.",
+            200,
+        )
+    batches = []
+    for batch in data:
+        if isinstance(batch, dict):
+            inner = batch.get("attributes")
+            batches.append({**batch, **inner} if isinstance(inner, dict) else batch)
+    links = answer.get("links") if isinstance(answer, dict) else None
+    following = links.get("next") if isinstance(links, dict) else None
+    if isinstance(following, str):
+        path = following.split("://", 1)[-1].partition("/")[2] if "://" in following else following.lstrip("/")
+        if path.startswith(f"v1/bulk/{bulk_id}/batches"):
+            return batches, "/" + path
+    return batches, None
+
+
+def _count(batch: dict[str, Any], name: str) -> int:
+    value = batch.get(name)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def _report(bulk_id: str, batches: list[dict[str, Any]]) -> dict[str, Any]:
+    items = []
+    object_ids: list[str] = []
+    for batch in batches:
+        object_ids += [i for i in batch.get("objectIds") or [] if isinstance(i, str)]
+        for result in batch.get("results") or []:
+            if not isinstance(result, dict):
+                continue
+            entry: dict[str, Any] = {"_clientRef": result.get("_clientRef")}
+            if result.get("status") in ("created", "updated") and "error" not in result:
+                entry.update(status="created", id=result.get("objectId") or result.get("id"))
+            else:
+                entry.update(status="error", error=_item_error(result.get("error")))
+            items.append(entry)
+    created = sum(_count(b, "successCount") for b in batches) or sum(i["status"] == "created" for i in items)
+    failed = sum(_count(b, "failureCount") for b in batches) or sum(i["status"] == "error" for i in items)
+    report: dict[str, Any] = {
+        "bulk_id": bulk_id,
+        "status": "complete",
+        "created": created,
+        "failed": failed,
+        "items": items,
+        "object_ids": object_ids,
+    }
+    if not items:
+        report["note"] = (
+            "Kustomer lists each message's outcome only when every message of the request carries a _clientRef: "
+            "without it, these counts and the new messages' ids are all it gives. Set _clientRef (the import "
+            "flow sets one on each message) to know which messages failed."
+        )
+    elif failed > sum(i["status"] == "error" for i in items):
+        report["note"] = f"{failed - sum(i['status'] == 'error' for i in items)} failure(s) came without a _clientRef."
+    return report
+
+
+def _item_error(error: Any) -> str:
+    if isinstance(error, str):
+        return error
+    if isinstance(error, dict):
+        words = [str(error[k]) for k in ("code", "title", "message", "detail") if isinstance(error.get(k), str)]
+        return ": ".join(words) or json.dumps(error)[:300]
+    return "Kustomer reported an error without details"
+
+
+# ---- shared part "transport": the same in every script of scripts/kustomer ----
+# Windmill runs each script as one self-contained file, so the code they share is copied, not imported.
+# Edit it in create_message.py, then run `uv run python -m workbench.shared_parts`; a test fails on drift.
+
+DEFAULT_BASE_URL = "https://api.kustomerapp.com"
+USER_AGENT = "windmill-kustomer-scripts/1.1"
+_MAX_PROBLEMS_SHOWN = 40
+_ERROR_BODY_BYTES = 65536  # read of an error answer; Kustomer's own are a few hundred bytes
+
+
+class RetryPolicy(NamedTuple):
+    """Every bound on time and size one job respects. Tests swap in `sleep` and `clock`."""
+
+    connect_timeout: float = 10.0  # seconds to open the connection (nothing sent yet: retried)
+    read_timeout: float = 30.0  # seconds of silence from Kustomer once the request is sent
+    response_deadline: float = 60.0  # seconds from the first byte sent to the last byte of the answer
+    max_response_bytes: int = 10_000_000  # of the answer once decoded, counted as it is decoded
+    max_failed_attempts: int = 5  # attempts that got no answer: a failed connection (or a lost GET answer)
+    max_rate_limited: int = 20  # 429 answers taken before giving up
+    max_total_wait: float = 120.0  # seconds slept between attempts, all added up
+    max_single_wait: float = 65.0  # one rate-limit window is 60 s; a longer wait is not waited for
+    backoff_first: float = 1.0  # seconds of the first backoff, doubled at each further one ...
+    backoff_cap: float = 30.0  # ... up to this
+    max_reset_ahead: float = 3600.0  # a rate-limit reset announced further ahead is not believed
+    log_waits_from: float = 1.0  # a wait this long or longer prints a line in the job's log
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.time
+
+
+POLICY = RetryPolicy()
+
+# KustomerError                      its text is what Windmill's result pane shows
+#  +-- KustomerInputError            the input is wrong: nothing was sent
+#  +-- KustomerConnectionError       Kustomer could not be reached (or a read got no answer): nothing was sent
+#  +-- KustomerAPIError              Kustomer refused the request: nothing was created
+#  |    +-- KustomerRateLimitError   429 for longer than the policy waits: nothing was created
+#  +-- KustomerOutcomeUnknownError   the request went out and its answer was lost: it is not repeated
+
+
+class KustomerError(Exception):
+    """A failure of this script; its text is what Windmill shows in the run's result pane."""
+
+
+class KustomerInputError(KustomerError, ValueError):
+    """The input is wrong; nothing was sent."""
+
+
+class KustomerConnectionError(KustomerError):
+    """Kustomer could not be reached, or a read got no answer; nothing was created."""
+
+
+class KustomerAPIError(KustomerError):
+    """Kustomer answered with an error status; `status`, `code` and `pointer` are Kustomer's."""
+
+    def __init__(self, message: str, status: int, code: str | None = None, pointer: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.pointer = pointer
+
+
+class KustomerRateLimitError(KustomerAPIError):
+    """Kustomer kept answering 429 for longer than the policy waits; nothing was created."""
+
+
+class KustomerOutcomeUnknownError(KustomerError):
+    """The request was sent but its outcome is unknown: it was not repeated, to avoid duplicates."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _raise_if_invalid(problems: list[str]) -> None:
+    if not problems:
+        return
+    shown = problems[:_MAX_PROBLEMS_SHOWN]
+    more = len(problems) - len(shown)
+    lines = "\n".join(f"- {p}" for p in shown) + (f"\n- ... and {more} more" if more > 0 else "")
+    noun = "problem" if len(problems) == 1 else "problems"
+    raise KustomerInputError(f"Nothing was sent to Kustomer: the input has {len(problems)} {noun}:\n{lines}")
+
+
+def _auth_problems(auth: Any) -> list[str]:
+    """What is wrong with the resource. No value taken from it is ever shown, except a baseUrl that is a
+    plain URL: a key pasted into the wrong place must not end up in the result pane."""
+    if not isinstance(auth, dict):
+        return [f"auth: must be a kustomer resource (an object with apiKey), got {_kind(auth)} (not shown)"]
+    problems = []
+    key = auth.get("apiKey")
+    if "apiKey" not in auth and any(isinstance(k, str) and k.lower().replace("_", "") == "apikey" for k in auth):
+        problems.append("auth.apiKey: missing; the resource has a similar key: did you mean apiKey?")
+    elif not isinstance(key, str) or not key.strip():
+        what = "missing or empty" if key is None or isinstance(key, str) else f"{_kind(key)}, not a string"
+        problems.append(f"auth.apiKey: {what}: set it to a Kustomer API key")
+    elif not re.fullmatch(r"[\x21-\x7e]+", key.strip()):
+        problems.append("auth.apiKey: contains spaces or characters not allowed in an HTTP header (not shown)")
+    base_url = auth.get("baseUrl")
+    if base_url is not None and not (isinstance(base_url, str) and not base_url.strip()):  # empty: the US
+        problem = _base_url_problem(base_url, key if isinstance(key, str) else "")
+        if problem:
+            problems.append(f"auth.baseUrl: {problem}")
+    return problems
+
+
+def _base_url_problem(base_url: Any, key: str) -> str | None:
+    example = "such as https://api.prod2.kustomerapp.com"
+    if not isinstance(base_url, str):
+        return f"must be a URL string {example}, got {_kind(base_url)} (not shown)"
+    if key.strip() and key.strip() in base_url:
+        return "holds the API key: put the key in apiKey and the region's host, or nothing, in baseUrl"
+    try:
+        url = httpx.URL(base_url.strip())
+    except Exception:
+        url = None
+    if url is None or not url.scheme or not url.host:
+        return f"is not a URL {example} (not shown, in case it is a key in the wrong field)"
+    if url.userinfo:
+        return "holds a user name or password before the host (not shown): Kustomer takes only the API key"
+    shown = _show(base_url.strip(), 120)
+    if url.scheme not in ("http", "https"):
+        return f"{shown} is not an https URL {example}"
+    if url.query or url.fragment or url.path.rstrip("/") not in ("", "/v1"):
+        return f"{shown} must be a host and nothing else (no path, ?query or #fragment), {example}"
+    if url.scheme == "http" and not _is_loopback(url.host):
+        return f"{shown} uses plain http, which would send the API key unencrypted: use https://"
+    return None
+
+
+def _base_url(auth: kustomer) -> httpx.URL:
+    url = httpx.URL((auth.get("baseUrl") or "").strip() or DEFAULT_BASE_URL)
+    return httpx.URL(scheme=url.scheme, host=url.host, port=url.port)  # the host alone: _auth_problems said so
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _kind(value: Any) -> str:
+    names = {bool: "a boolean", str: "a string", int: "a number", float: "a number", list: "a list", dict: "an object"}
+    return "nothing (null)" if value is None else names.get(type(value), f"a {type(value).__name__}")
+
+
+def _describe(value: Any) -> str:
+    return _kind(value) if value is None else f"{_kind(value)} {_show(value)}"
+
+
+def _show(value: Any, limit: int = 60) -> str:
+    """A short, printable rendering of any value: never recursive, never more than about `limit`
+    characters, whatever the depth or size of the value."""
+    parts: list[str] = []
+    size = 0
+    stack: list[Any] = [value]
+    while stack and size <= limit:
+        item = stack.pop()
+        if isinstance(item, _Punct):
+            text = str(item)
+        elif isinstance(item, str):
+            text = repr(item[: limit + 1]) if item is value else json.dumps(item[: limit + 1], ensure_ascii=False)
+        elif isinstance(item, bool) or item is None:
+            text = json.dumps(item)
+        elif isinstance(item, int):
+            text = str(item) if item.bit_length() < 1000 else f"<a {int(item.bit_length() * 0.30103)}-digit number>"
+        elif isinstance(item, float):
+            text = repr(item)
+        elif isinstance(item, dict | list):
+            is_dict = isinstance(item, dict)
+            inner: list[Any] = []
+            for i, entry in enumerate(item.items() if isinstance(item, dict) else item):
+                if i:
+                    inner.append(_Punct(", "))
+                if i * 2 > limit:
+                    inner.append(_Punct("..."))
+                    break
+                if is_dict:
+                    inner += [entry[0] if isinstance(entry[0], str) else _Punct(_kind(entry[0])), _Punct(": ")]
+                    entry = entry[1]
+                inner.append(entry)
+            text = "{" if is_dict else "["
+            stack.append(_Punct("}" if is_dict else "]"))
+            stack.extend(reversed(inner))
+        else:
+            text = f"<{type(item).__name__}>"
+        parts.append(text)
+        size += len(text)
+    shown = "".join(parts)
+    shown = shown if len(shown) <= limit and not stack else shown[: limit - 3] + "..."
+    return shown.encode("utf-8", "backslashreplace").decode("utf-8")  # an unpaired surrogate, escaped
+
+
+class _Punct(str):
+    """Text _show writes itself, told apart from a string value on its stack."""
+
+
+class _Endpoint(NamedTuple):
+    method: str
+    path: str  # percent-encoded, with its query if any
+    role: str  # the role a key needs here, named when Kustomer answers 401 or 403
+    not_found: str  # what a 404 means here
+
+
+def _call_kustomer(auth: kustomer, endpoint: _Endpoint, body: Any = None, if_unknown: str = "") -> Any:
+    """Send one request to Kustomer and return its JSON answer, or raise a KustomerError.
+
+    `if_unknown` says what to check when a write went out and its answer was lost. The error raised
+    carries no chained exception and no traceback from below this call: those would hold httpx's
+    request, whose Authorization header is the key.
+    """
+    url = _base_url(auth).copy_with(raw_path=endpoint.path.encode("ascii"))  # the path arrives percent-encoded
+    exchange = _Exchange(auth["apiKey"].strip(), url, endpoint)
+    failure: KustomerError
+    try:
+        return exchange.send_handling_retries(body, if_unknown)
+    except KustomerError as exc:
+        failure = exc
+    except Exception as exc:  # a bug or an httpx surprise: still never the key, nor its traceback
+        failure = exchange.unexpected(exc, if_unknown)
+    failure.__cause__ = failure.__context__ = None
+    raise failure.with_traceback(None)  # raised outside the `except`, so no context is attached again
+
+
+class _NoAnswer(Exception):  # noqa: N818  # an internal signal, never raised to the user
+    """An attempt that ended without a usable answer; `sent` says whether any of the request went out."""
+
+    def __init__(self, reason: str, sent: bool, status: int | None = None, retry: bool = True) -> None:
+        super().__init__(reason)
+        self.reason, self.sent, self.status, self.retry = reason, sent, status, retry
+
+
+class _Exchange:
+    """One call to Kustomer: the request, whether any of it went out, and how the server's text is shown."""
+
+    def __init__(self, key: str, url: httpx.URL, endpoint: _Endpoint) -> None:
+        self.key, self.url, self.endpoint, self.policy = key, url, endpoint, POLICY
+        self.where = f"{endpoint.method} {url}"
+        self.sent = self.expired = self.traced = False
+        self.stream: Any = None
+        self.timer: threading.Timer | None = None
+        self.waited = 0.0
+
+    # -- the layers, from the outside in --
+
+    def send_handling_retries(self, body: Any, if_unknown: str) -> Any:
+        content = None if body is None else self.encode(body)
+        failures = rate_limited = 0
+        announced: float | None = None  # the last believable reset Kustomer announced
+        with self.client() as client:
+            while True:
+                try:
+                    response, raw = self.send_single_request(client, content)
+                    if response.status_code >= 500 and self.endpoint.method == "GET":  # reading again is safe
+                        raise _NoAnswer(f"Kustomer answered {response.status_code}", True, response.status_code)
+                except _NoAnswer as lost:
+                    failures += 1
+                    wait = _failed_attempt_wait(failures, self.waited, self.policy) if lost.retry else None
+                    if lost.sent and self.endpoint.method != "GET":
+                        raise KustomerOutcomeUnknownError(
+                            f"The request {self.where} was sent, and {lost.reason}. {if_unknown}", lost.status
+                        ) from None
+                    if wait is None:
+                        raise self.no_answer_error(lost, failures) from None
+                    self.pause(wait, f"{self.where}: {lost.reason}", failures + 1, self.policy.max_failed_attempts)
+                    continue
+                if response.status_code != 429:
+                    return self.result(response, raw, if_unknown)
+                rate_limited += 1
+                reset_at = _reset_time(response.headers, self.policy.clock(), self.policy)
+                announced = reset_at or announced
+                wait = _rate_limit_wait(reset_at, rate_limited, self.waited, self.policy)
+                if wait is None:
+                    raise self.rate_limit_error(raw, rate_limited, announced)
+                why = f"Kustomer answered 429 Too Many Requests to {self.where} (the org's rate limit)"
+                self.pause(wait, why, rate_limited + 1, self.policy.max_rate_limited)
+
+    def client(self) -> httpx.Client:
+        timeout = httpx.Timeout(self.policy.read_timeout, connect=self.policy.connect_timeout)
+        try:  # loopback (a local sandbox) never goes through a proxy: the key would cross it in clear text
+            return httpx.Client(timeout=timeout, follow_redirects=False, trust_env=not _is_loopback(self.url.host))
+        except Exception as exc:  # a proxy setting that cannot be used: an unknown scheme, socks without socksio
+            names = [
+                n for n in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY") if os.environ.get(n) or os.environ.get(n.lower())
+            ]
+            raise KustomerConnectionError(
+                f"Nothing was sent to Kustomer: this worker's proxy settings ({', '.join(names) or 'environment'}) "
+                f"cannot be used ({type(exc).__name__}; the value is not shown, as it may hold a password). "
+                "Fix or remove them, then run again."
+            ) from None
+
+    def send_single_request(self, client: httpx.Client, content: bytes | None) -> tuple[httpx.Response, bytes]:
+        """Send once and read the answer within the size and time bounds, or raise _NoAnswer."""
+        self.sent = self.expired = self.traced = False
+        headers = {"Authorization": f"Bearer {self.key}", "Accept": "application/json", "User-Agent": USER_AGENT}
+        headers["Accept-Encoding"] = "gzip, deflate"  # what _BoundedDecoder reads, and nothing it cannot bound
+        if content is not None:
+            headers["Content-Type"] = "application/json"
+        try:
+            request = client.build_request(
+                self.endpoint.method, self.url, content=content, headers=headers, extensions={"trace": self.trace}
+            )
+            response = client.send(request, stream=True)
+            try:
+                return response, self.read_body(response)
+            finally:
+                response.close()
+        except _NoAnswer:
+            raise
+        except Exception as exc:
+            if not self.traced:  # a transport that does not trace (a test double): judge by what failed
+                self.sent = isinstance(exc, _AFTER_SENDING)
+            retry = not self.sent and isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.ProxyError)
+            raise _NoAnswer(self.failure_reason(exc), self.sent, retry=retry or self.sent) from None
+        finally:
+            if self.timer:
+                self.timer.cancel()
+                self.timer = None
+
+    def read_body(self, response: httpx.Response) -> bytes:
+        success = response.is_success
+        limit = self.policy.max_response_bytes if success else _ERROR_BODY_BYTES
+        chunks: list[bytes] = []
+        try:
+            decoder = _BoundedDecoder(response.headers.get_list("content-encoding", split_commas=True), limit)
+            for piece in response.iter_raw():
+                chunks.append(decoder.feed(piece))
+                if decoder.full:
+                    break
+        except Exception as exc:
+            if not success:
+                return b"".join(chunks)  # an error status whose body broke off: the status explains it
+            undecodable = isinstance(exc, ValueError | zlib.error)
+            reason = self.shown(str(exc), 200) if undecodable and not self.expired else self.failure_reason(exc)
+            status = response.status_code
+            raise _NoAnswer(f"Kustomer answered {status}, but its answer broke off ({reason})", True, status) from None
+        if decoder.full and success:
+            raise _NoAnswer(
+                f"Kustomer answered {response.status_code}, but its answer was over {limit:,} bytes, too large to read",
+                True,
+                response.status_code,
+                retry=False,
+            )
+        return b"".join(chunks)
+
+    # -- what went out, and the deadline from the moment it did --
+
+    def trace(self, event: str, info: dict[str, Any]) -> None:
+        """httpcore's trace hook: learns when the request starts to go out (not a proxy's CONNECT)."""
+        self.traced = True
+        if event == "connection.connect_tcp.complete":
+            self.stream = info.get("return_value")
+        elif event.endswith(".send_request_headers.started") and info["request"].method != b"CONNECT":
+            self.sent = True
+            self.timer = threading.Timer(self.policy.response_deadline, self.expire)
+            self.timer.daemon = True
+            self.timer.start()
+
+    def expire(self) -> None:
+        """The deadline passed: shut the socket, which ends any read or write under way at once."""
+        self.expired = True
+        sock = self.stream.get_extra_info("socket") if self.stream is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+    def failure_reason(self, exc: Exception) -> str:
+        if self.expired:
+            return f"the exchange took longer than {self.policy.response_deadline:.0f} s and was cut off"
+        for kind in type(exc).__mro__:  # most specific first
+            if kind in _TRANSPORT_REASONS:
+                reason = _TRANSPORT_REASONS[kind]
+                break
+        else:
+            reason = f"the request failed ({type(exc).__name__})"
+        detail = self.shown(str(exc), 200)
+        return f"{reason}: {detail}" if detail else reason
+
+    # -- waits --
+
+    def pause(self, wait: float, why: str, attempt: int, most: int) -> None:
+        if wait >= self.policy.log_waits_from:  # Windmill shows this as the job's log while it runs
+            until = time.strftime("%H:%M:%S", time.gmtime(self.policy.clock() + wait))
+            print(
+                f"{why}; waiting {wait:.0f} s, until {until} UTC, then attempt {attempt} of at most {most}.", flush=True
+            )
+        self.policy.sleep(wait)
+        self.waited += wait
+
+    # -- answers --
+
+    def result(self, response: httpx.Response, raw: bytes, if_unknown: str) -> Any:
+        status = response.status_code
+        reason = f"{status} {self.shown(response.reason_phrase, 60)}".strip()
+        if response.is_success:
+            try:
+                return _without_key(json.loads(raw, parse_constant=_refuse_constant), self.key)
+            except (ValueError, RecursionError):
+                shown = self.shown(raw[:1000].decode("utf-8", "replace"), 200) or "an empty body"
+                if self.endpoint.method == "GET":
+                    raise KustomerAPIError(
+                        f"Kustomer answered {reason} to {self.where}, but not with JSON ({shown}).", status
+                    ) from None
+                raise KustomerOutcomeUnknownError(
+                    f"Kustomer answered {reason} to {self.where}, which means success, but its answer was not "
+                    f"JSON ({shown}). The request most likely took effect. {if_unknown}",
+                    status,
+                ) from None
+        if response.is_redirect:
+            target = self.shown(response.headers.get("location", "?"), 120)
+            raise KustomerAPIError(
+                f"Kustomer answered {reason} to {self.where}, pointing to {target}. Redirects are not followed, "
+                f"so the API key stays with the host you chose. {self.nothing_done()}Set auth.baseUrl to the API "
+                "host itself, e.g. https://api.kustomerapp.com.",
+                status,
+            )
+        text, code, pointer = self.error_details(raw)
+        if status >= 500:
+            if self.endpoint.method == "GET":
+                raise KustomerAPIError(f"Kustomer answered {reason} to {self.where}: {text}", status, code, pointer)
+            raise KustomerOutcomeUnknownError(f"Kustomer answered {reason} to {self.where}: {text}{if_unknown}", status)
+        raise KustomerAPIError(
+            f"Kustomer rejected the request with {reason} on {self.where}: {text}{self.nothing_done()}"
+            f"{self.hint(status, text)}".strip(),
+            status,
+            code,
+            pointer,
+        )
+
+    def nothing_done(self) -> str:
+        return "" if self.endpoint.method == "GET" else "Nothing was created. "
+
+    def hint(self, status: int, text: str) -> str:
+        role = self.endpoint.role
+        if status in (401, 403) and "pod" in text:
+            return "The key belongs to another region: " + _REGION_HINT
+        hints = {
+            400: "Fix the field named above and run again.",
+            401: f"Check that auth.apiKey is a current Kustomer API key with the role {role}; a key's roles cannot "
+            "be changed, so create a new key if needed. A key works only in its own region: " + _REGION_HINT,
+            403: f"The key lacks a role this request needs: {role}.",
+            404: self.endpoint.not_found,
+            409: "Kustomer reported a conflict with the current state of the record; run again once it settles.",
+            413: "The request is too large for Kustomer (about 100 KB): send fewer messages per request or shorter "
+            "previews.",
+        }
+        return hints.get(status, "")
+
+    def error_details(self, raw: bytes) -> tuple[str, str | None, str | None]:
+        """Kustomer's own words from an error body, short and safe to show, whatever its shape; and the
+        first error's code and pointer."""
+        text = raw[:_ERROR_BODY_BYTES].decode("utf-8", "replace")
+        try:
+            errors = json.loads(text).get("errors")
+        except (ValueError, AttributeError, RecursionError):
+            errors = None
+        if isinstance(errors, list) and errors:
+            parts, code, pointer = [], None, None
+            for error in [e for e in errors[:5] if isinstance(e, dict)]:
+                words = [self.shown(_scalar(error.get(k)), 300) for k in ("code", "title", "message", "detail")]
+                source = error["source"] if isinstance(error.get("source"), dict) else {}
+                places = {k: self.shown(_scalar(source.get(k)), 100) for k in ("pointer", "parameter", "parameters")}
+                words += [f"at {k} {v}" for k, v in places.items() if v]
+                code = code or self.shown(_scalar(error.get("code")), 100) or None
+                pointer = pointer or places["pointer"] or places["parameter"] or None
+                if any(words):
+                    parts.append(": ".join(dict.fromkeys(w for w in words if w)))
+            more = f" (and {len(errors) - 5} more errors)" if len(errors) > 5 else ""
+            if parts:
+                return _clip("; ".join(parts), 600) + more + ". ", code, pointer
+        if not text.strip():
+            return "(no error details in the answer). ", None, None
+        title = re.search(r"<title[^>]*>(.*?)</title>", text, re.I | re.S)
+        if title:
+            text = title.group(1)
+        elif text.lstrip().startswith("<"):
+            text = re.sub(r"<[^>]*>", " ", text)
+        return f"{self.shown(text, 300)}. ", None, None
+
+    def rate_limit_error(self, raw: bytes, count: int, reset_at: float | None) -> KustomerRateLimitError:
+        when = "Kustomer did not say when its rate-limit window resets"
+        if reset_at is not None:
+            stamp, ahead = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(reset_at)), reset_at - self.policy.clock()
+            when = f"the window resets at {stamp} (in {ahead:.0f} s)"
+            if ahead < 0:
+                when = f"the window was announced to reset at {stamp}, {-ahead:.0f} s ago, and is still full"
+        return KustomerRateLimitError(
+            f"Rate limited by Kustomer: {count} answer(s) 429 Too Many Requests to {self.where} over "
+            f"{self.waited:.0f} s of waiting (this script waits at most {self.policy.max_total_wait:.0f} s); "
+            f"{when}. {self.error_details(raw)[0]}{self.nothing_done()}Run again after the reset; in a flow, "
+            "lower the for-loop's parallelism or spread the schedule: the limit is shared by every key and app "
+            "of the org.",
+            429,
+        )
+
+    def no_answer_error(self, lost: _NoAnswer, attempts: int) -> KustomerConnectionError:
+        if lost.sent:  # a GET: reading again was safe, and did not help
+            return KustomerConnectionError(
+                f"Kustomer gave no usable answer to {self.where} ({lost.reason}), {attempts} attempt(s) over "
+                f"{self.waited:.0f} s. A GET changes nothing in Kustomer: run again later."
+            )
+        return KustomerConnectionError(
+            f"Could not connect to {self.url.scheme}://{self.url.netloc.decode()} ({lost.reason}), {attempts} "
+            f"attempt(s) over {self.waited:.0f} s. Nothing was sent, so nothing was created. "
+            "Check auth.baseUrl, the network and any proxy settings, then run again."
+        )
+
+    def unexpected(self, exc: Exception, if_unknown: str) -> KustomerError:
+        text = self.shown(f"{type(exc).__name__}: {exc}", 300)
+        if self.sent and self.endpoint.method != "GET":
+            return KustomerOutcomeUnknownError(f"Unexpected error while calling Kustomer ({text}). {if_unknown}")
+        return KustomerConnectionError(f"Unexpected error before Kustomer answered ({text}). Nothing was created.")
+
+    def encode(self, body: Any) -> bytes:
+        try:
+            return json.dumps(body, ensure_ascii=False, allow_nan=False).encode()
+        except (TypeError, ValueError, RecursionError) as exc:  # validation should have caught it: say so anyway
+            raise KustomerInputError(
+                f"Nothing was sent to Kustomer: body is not JSON ({type(exc).__name__}); check its nested values."
+            ) from None
+
+    def shown(self, text: str, limit: int) -> str:
+        """Text that came from the server or the network, as it may be shown: control and format
+        characters removed, the key hidden, then shortened. Never used on the script's own words."""
+        text = _ANSI_ESCAPE.sub("", text)
+        text = _CONTROL.sub(" ", text)
+        if not text.isascii():
+            import unicodedata  # only on error paths, and only for text that needs it
+
+            text = "".join(c for c in text if c.isascii() or unicodedata.category(c)[0] not in "CZ" or c == " ")
+        return _clip(_hide_key_fragments(_hide_key(text, self.key), self.key), limit)
+
+
+_TRANSPORT_REASONS: dict[type[Exception], str] = {
+    httpx.ConnectTimeout: "the connection timed out",
+    httpx.ProxyError: "the proxy refused the connection",
+    httpx.ConnectError: "the connection failed",
+    httpx.ReadTimeout: "no answer came within the read timeout",
+    httpx.WriteTimeout: "sending timed out",
+    httpx.PoolTimeout: "no connection was free in time",
+    httpx.RemoteProtocolError: "the connection was closed or the answer was malformed",
+    httpx.ReadError: "the connection broke",
+    httpx.WriteError: "the connection broke while sending",
+    httpx.UnsupportedProtocol: "the URL's protocol is not supported",
+    httpx.LocalProtocolError: "the request could not be written",
+    httpx.TimeoutException: "a timeout passed",
+}
+# Failures that can only happen once the request has started to go out.
+_AFTER_SENDING = (httpx.ReadError, httpx.ReadTimeout, httpx.WriteError, httpx.WriteTimeout, httpx.RemoteProtocolError)
+_ANSI_ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|.)?")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_REGION_HINT = (
+    "set auth.baseUrl to the key's region: EU https://api.prod2.kustomerapp.com, India "
+    "https://api.prod4.kustomerapp.com, or https://<your-org>.api.kustomerapp.com, which routes to it."
+)
+
+
+class _BoundedDecoder:
+    """Undoes Content-Encoding (gzip, deflate, layered as listed) while counting what comes out, so a
+    small compressed answer cannot inflate past `limit` bytes in memory: a 2 KB bomb stops at the limit."""
+
+    def __init__(self, encodings: list[str], limit: int) -> None:
+        layers = [e.strip().lower() for e in encodings if e.strip().lower() not in ("", "identity")]
+        unknown = [e for e in layers if e not in ("gzip", "x-gzip", "deflate")]
+        if unknown:
+            raise ValueError(f"it is encoded as {_clip(', '.join(unknown), 40)}, which this script does not read")
+        self.layers = [zlib.decompressobj(zlib.MAX_WBITS | 32) for _ in reversed(layers)]  # gzip or zlib header
+        self.limit, self.size, self.full = limit, 0, False
+
+    def feed(self, data: bytes) -> bytes:
+        for layer in self.layers:
+            data = layer.decompress(data, self.limit - self.size + 1)  # never more than the limit at once
+        data = data[: self.limit - self.size + 1]
+        self.size += len(data)
+        if self.size > self.limit:
+            self.full = True
+            return data[: len(data) - (self.size - self.limit)]
+        return data
+
+
+def _failed_attempt_wait(attempts: int, waited: float, policy: RetryPolicy) -> float | None:
+    """How long to wait before trying again after an attempt got no answer; None to give up."""
+    wait = _backoff(attempts, policy)
+    if attempts >= policy.max_failed_attempts or waited + wait > policy.max_total_wait:
+        return None
+    return wait
+
+
+def _rate_limit_wait(reset_at: float | None, losses: int, waited: float, policy: RetryPolicy) -> float | None:
+    """How long to wait after the `losses`-th 429 in a row; None to give up.
+
+    Kustomer's announced reset is followed, plus under a second of jitter that shrinks with each
+    loss: jobs of one parallel import share no state, so this is how the one that has waited longest
+    gets the next window first. From the second 429 on, the wait is never less than an exponential
+    backoff, so a server that keeps announcing a reset a second ahead gets a handful of requests."""
+    if reset_at is None:
+        wait = _backoff(losses, policy)
+    else:
+        floor = 0.0 if losses == 1 else min(policy.backoff_cap, policy.backoff_first * 2.0 ** (losses - 2))
+        wait = max(reset_at - policy.clock(), floor) + random.uniform(0.1, 1.0) / losses
+    too_long = wait > policy.max_single_wait or waited + wait > policy.max_total_wait
+    return None if losses >= policy.max_rate_limited or too_long else wait
+
+
+def _backoff(attempt: int, policy: RetryPolicy) -> float:
+    """Exponential backoff with jitter, about 1, 2, 4, 8 s, so parallel jobs do not retry in step."""
+    return min(policy.backoff_cap, policy.backoff_first * 2.0 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+
+
+def _reset_time(headers: httpx.Headers, now: float, policy: RetryPolicy) -> float | None:
+    """When Kustomer's rate-limit window resets (epoch seconds), from Retry-After (seconds or an HTTP
+    date) and x-ratelimit-reset (epoch seconds or milliseconds, or seconds from now). A value that is
+    not finite, lies in the past or more than `max_reset_ahead` away is not believed: None."""
+    times = []
+    retry_after = headers.get("retry-after", "").strip()
+    if retry_after:
+        seconds = _number(retry_after)
+        if seconds is not None:
+            times.append(now + seconds)
+        else:
+            import email.utils  # only for the HTTP-date form of Retry-After
+
+            with contextlib.suppress(TypeError, ValueError, OverflowError, IndexError):
+                date = email.utils.parsedate_to_datetime(retry_after)
+                times.append((date if date.tzinfo else date.replace(tzinfo=UTC)).timestamp())
+    value = _number(headers.get("x-ratelimit-reset", ""))
+    if value is not None and value > 0:
+        if value > 1e12:  # epoch milliseconds
+            value /= 1000
+        times.append(value if value > 1e9 else now + value)  # epoch seconds, else seconds from now
+    believable = [t for t in times if math.isfinite(t) and now - 1 <= t <= now + policy.max_reset_ahead]
+    return max(believable) if believable else None
+
+
+def _number(text: str) -> float | None:
+    try:
+        value = float(text.strip())
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # so a result always is: Windmill stores it as it is
+
+
+def _without_key(value: Any, key: str) -> Any:
+    """The answer with the key hidden wherever a string holds it (a server may echo the request back)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        pairs = list(item.items()) if isinstance(item, dict) else enumerate(item) if isinstance(item, list) else []
+        for name, inner in pairs:
+            if isinstance(inner, str) and key in inner:
+                item[name] = _hide_key(inner, key)
+            elif isinstance(inner, dict | list):
+                stack.append(inner)
+            if isinstance(name, str) and key in name:
+                item[_hide_key(name, key)] = item.pop(name)
+    return value if not isinstance(value, str) else _hide_key(value, key)
+
+
+def _hide_key(text: str, key: str) -> str:
+    """The key, and its URL-encoded forms, replaced by [redacted]. A key shorter than 16 characters is
+    hidden only where it stands as a word, so the sandbox key "k" does not turn "look" into "loo[redacted]"."""
+    from urllib.parse import quote, quote_plus  # loaded by httpx already
+
+    for form in dict.fromkeys((key, quote(key, safe=""), quote_plus(key, safe=""))):
+        if form not in text:
+            continue
+        if len(form) >= 16:
+            text = text.replace(form, "[redacted]")
+        else:
+            text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(form)}(?![A-Za-z0-9])", "[redacted]", text)
+    return text
+
+
+def _hide_key_fragments(text: str, key: str, size: int = 16) -> str:
+    """Any run of `size` or more characters of the key (a server may echo a cut-off key) replaced by
+    [redacted]; one pass over the text with a set of the key's windows, so it stays linear."""
+    if len(key) < size or len(text) < size:
+        return text
+    windows = {key[i : i + size] for i in range(len(key) - size + 1)}
+    hidden = [False] * len(text)
+    for i in range(len(text) - size + 1):
+        if text[i : i + size] in windows:
+            hidden[i : i + size] = [True] * size
+    if not any(hidden):
+        return text
+    parts, i = [], 0
+    while i < len(text):
+        j = i
+        while j < len(text) and hidden[j] == hidden[i]:
+            j += 1
+        parts.append("[redacted]" if hidden[i] else text[i:j])
+        i = j
+    return "".join(parts)
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool) and abs(value) < 1e300:
+        return str(value)
+    return ""
+
+
+def _clip(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# ---- end of shared part "transport" ----
+
+
+# Below the shared part, which defines KustomerError.
+class KustomerBulkPendingError(KustomerError):
+    """The operation was still queued or running when the wait ran out; nothing is lost: look again later."""
+
+    def __init__(self, message: str, bulk_id: str, status: str) -> None:
+        super().__init__(message)
+        self.bulk_id = bulk_id
+        self.status = status
