@@ -317,15 +317,14 @@ def test_the_deadline_covers_the_whole_exchange_however_it_drips(
     script: ModuleType, part: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(script, "POLICY", script.POLICY._replace(response_deadline=1.5, read_timeout=5.0))
-    body = json.dumps({"data": {"id": "slow"}}).encode()
-    full = Answer.http(201, body).chunks[0]
+    full = Answer.http(201, json.dumps({"data": {"id": "slow"}}).encode()).chunks[0]
     head_size = full.index(b"\r\n\r\n") + 4
     if part == "body":  # the head at once, then the body a byte every 0.25 s
         chunks = [full[:head_size]] + [full[i : i + 1] for i in range(head_size, len(full))]
     else:  # a byte every 0.25 s from the first: each read is well within the read timeout
         chunks = [full[i : i + 1] for i in range(len(full))]
     message = {"channel": "sms", "app": "twilio", "direction": "in"}  # no externalId: no lookup after the POST
-    body = message if script is create_message else [message]
+    body: Any = message if script is create_message else [message]
     with HostileServer([Answer(chunks, delay=0.25)]) as server:
         started = time.monotonic()
         result, error = attempt(script, {"apiKey": API_KEY, "baseUrl": server.url}, body)

@@ -1,0 +1,201 @@
+"""wait_for_bulk_results against the sandbox over real sockets: it waits out the lifecycle, reads
+every page of every shape, matches by _clientRef, explains a missing role, and says when to look
+again if the wait runs out. Worker-style jobs where the wait is real, in-process with the fake clock
+where it would be long."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import wait_for_bulk_results as wait
+from conftest import API_KEY, FakeTime
+from hostile_server import Answer, HostileServer
+
+from workbench.sandbox import Sandbox
+from workbench.worker import SCRIPTS, run_job
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Sandbox]:
+    with Sandbox() as box:
+        yield box
+
+
+def submit(box: Sandbox, count: int, refs: bool = True, **message: Any) -> dict[str, Any]:
+    body = [
+        {"channel": "chat", "app": "api", **message, **({"_clientRef": f"r{i}"} if refs else {})} for i in range(count)
+    ]
+    job = run_job(SCRIPTS / "bulk_create_messages.py", {"auth": auth(box), "body": body})
+    assert job.exit_code == 0, job.result
+    bulk: dict[str, Any] = job.result["data"]
+    return bulk
+
+
+def auth(box: Sandbox) -> dict[str, str]:
+    return {"apiKey": "sandbox-key-0123456789", "baseUrl": box.url}
+
+
+def gets(box: Sandbox) -> list[str]:
+    return [r["path"] for r in box.requests if r["method"] == "GET"]
+
+
+def test_waits_for_the_lifecycle_then_returns_each_message_by_client_ref() -> None:
+    with Sandbox(bulk_seconds=1.5, item_failure_rate=0.3, seed=7) as box:
+        bulk = submit(box, 10)
+        job = run_job(SCRIPTS / "wait_for_bulk_results.py", {"auth": auth(box), "bulk_id": bulk["id"]})
+        created = box.created_by_ref
+    assert job.exit_code == 0, job.result
+    report = job.result
+    assert report["status"] == "complete"
+    assert [i["_clientRef"] for i in report["items"]] == [f"r{i}" for i in range(10)]
+    assert {i["_clientRef"] for i in report["items"] if i["status"] == "created"} == set(created)
+    failed = [i for i in report["items"] if i["status"] == "error"]
+    assert failed, "seed 7 fails some items"
+    assert all(
+        i["error"] in ("duplicate detected", "conversation not found", "invalid custom attribute") for i in failed
+    )
+    assert report["created"] + report["failed"] == 10
+    assert report["failed"] == len(failed)
+    assert "was just submitted; waiting 5 s" in job.logs  # a wait of a second or more says so in the log
+
+
+def test_with_expected_items_one_read_of_a_finished_operation_confirms_it(sandbox: Sandbox) -> None:
+    bulk = submit(sandbox, 3)
+    job = run_job(
+        SCRIPTS / "wait_for_bulk_results.py",
+        {"auth": auth(sandbox), "bulk_id": bulk["id"], "expected_items": 3, "submitted_at": "2020-01-01T00:00:00Z"},
+    )
+    assert job.exit_code == 0, job.result
+    assert job.result["created"] == 3
+    assert gets(sandbox) == [f"/v1/bulk/{bulk['id']}/batches"]  # no status poll, no first delay
+
+
+def test_without_client_refs_it_returns_counts_and_ids_and_says_why_no_items() -> None:
+    with Sandbox() as box:
+        bulk = submit(box, 4, refs=False)
+        job = run_job(SCRIPTS / "wait_for_bulk_results.py", {"auth": auth(box), "bulk_id": bulk["id"]})
+    assert job.result["items"] == []
+    assert job.result["created"] == 4
+    assert len(job.result["object_ids"]) == 4
+    assert "only when every message of the request carries a _clientRef" in job.result["note"]
+
+
+@pytest.mark.parametrize("shape", ["array", "jsonapi"])
+def test_every_page_of_either_shape_is_read(shape: str, fake_time: FakeTime) -> None:
+    with Sandbox(batch_size=10, batches_shape=shape, batches_page_size=2) as box:
+        bulk = submit(box, 45)
+        report = wait.main(auth(box), bulk["id"], expected_items=45)  # type: ignore[arg-type]
+        pages = [p for p in gets(box) if "/batches" in p]
+    assert [i["_clientRef"] for i in report["items"]] == [f"r{i}" for i in range(45)]
+    assert len(pages) == (3 if shape == "jsonapi" else 1)
+
+
+def test_a_key_without_the_bulk_read_role_is_explained() -> None:
+    denied = Answer.http(403, b'{"errors": [{"code": "forbidden", "title": "Forbidden"}]}')
+    with HostileServer([denied]) as server:
+        job = run_job(
+            SCRIPTS / "wait_for_bulk_results.py",
+            {
+                "auth": {"apiKey": API_KEY, "baseUrl": server.url},
+                "bulk_id": "a" * 24,
+                "submitted_at": "2020-01-01T00:00Z",
+            },
+        )
+    assert job.exit_code == 1
+    assert job.result["name"] == "KustomerAPIError"
+    assert "org.permission.bulk.read" in job.result["message"]
+    assert API_KEY not in job.output
+
+
+def test_when_the_wait_runs_out_it_says_the_operation_is_still_running_and_its_id(fake_time: FakeTime) -> None:
+    with Sandbox(bulk_seconds=3600) as box:
+        bulk = submit(box, 2)
+        with pytest.raises(wait.KustomerBulkPendingError) as failure:
+            wait.main(auth(box), bulk["id"], max_wait_seconds=60)  # type: ignore[arg-type]
+    text = str(failure.value)
+    assert f"Bulk operation {bulk['id']} is still " in text
+    assert f"again later with bulk_id {bulk['id']}" in text
+    assert failure.value.bulk_id == bulk["id"]
+    assert sum(fake_time.sleeps) <= 60
+
+
+def test_lost_answers_of_a_read_are_asked_again(fake_time: FakeTime) -> None:
+    """A GET is idempotent: a 503, or a connection dropped mid-answer, is read again."""
+    batches = b'[{"status": "complete", "successCount": 1, "failureCount": 0, "objectIds": ["' + b"b" * 24 + b'"]}]'
+    answers = [
+        Answer.http(503),
+        Answer([b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n[{"]),
+        Answer.http(200, batches),
+    ]
+    with HostileServer(answers) as server:
+        report = wait.main({"apiKey": API_KEY, "baseUrl": server.url}, "c" * 24, expected_items=1)
+        assert len(server.requests) == 3
+    assert report["created"] == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ({"bulk_id": "nope"}, "bulk_id: must be a bulk operation's id (24 hex characters)"),
+        ({"bulk_id": "a" * 24, "expected_items": -1}, "expected_items: must be 0 (unknown)"),
+        ({"bulk_id": "a" * 24, "submitted_at": "yesterday"}, "submitted_at: must be empty or a date-time"),
+        ({"bulk_id": "a" * 24, "max_wait_seconds": -5}, "max_wait_seconds: must be 0 to 86400"),
+    ],
+)
+def test_bad_arguments_are_refused_before_any_request(args: dict[str, Any], expected: str) -> None:
+    with pytest.raises(wait.KustomerInputError) as failure:
+        wait.main({"apiKey": API_KEY, "baseUrl": "http://127.0.0.1:9"}, **args)
+    assert expected in str(failure.value)
+
+
+# ---- create_message after an unknown outcome ----
+
+
+def create_job(box: Sandbox, message: dict[str, Any], api_key: str = "sandbox-key-0123456789") -> Any:
+    return run_job(SCRIPTS / "create_message.py", {"auth": {"apiKey": api_key, "baseUrl": box.url}, "body": message})
+
+
+MESSAGE = {"channel": "email", "app": "postmark", "direction": "in", "externalId": "<lost-answer@mail.example>"}
+
+
+def test_an_applied_create_whose_answer_is_lost_is_found_by_external_id(sandbox: Sandbox) -> None:
+    sandbox.configure(fault="applied_500", fault_count=1)
+    job = create_job(sandbox, MESSAGE)
+    assert job.exit_code == 0, job.result
+    assert job.result["data"]["type"] == "message"
+    assert job.result["data"]["attributes"]["externalId"] == MESSAGE["externalId"]
+    assert "found by its externalId" in job.logs
+    assert [r["method"] for r in sandbox.requests] == ["POST", "GET"]  # never POSTed again
+    assert len(sandbox.messages) == 1
+    assert sandbox.requests[1]["path"] == "/v1/messages/externalid=%3Clost-answer%40mail.example%3E"
+
+
+def test_a_lost_create_not_found_by_lookup_is_still_unknown_and_says_so(sandbox: Sandbox) -> None:
+    sandbox.configure(fault="503", fault_count=1)
+    job = create_job(sandbox, MESSAGE)
+    assert job.exit_code == 1
+    assert job.result["name"] == "KustomerOutcomeUnknownError"
+    assert "may or may not have been created" in job.result["message"]
+    assert "not found at that time; it may still appear" in job.result["message"]
+    assert [r["method"] for r in sandbox.requests] == ["POST", "GET"]
+
+
+def test_a_lookup_refused_for_its_role_says_which_role_would_let_the_script_check() -> None:
+    answers = [Answer.http(502), Answer.http(403, b'{"errors": [{"code": "forbidden"}]}')]
+    with HostileServer(answers) as server:
+        job = run_job(
+            SCRIPTS / "create_message.py", {"auth": {"apiKey": API_KEY, "baseUrl": server.url}, "body": MESSAGE}
+        )
+        assert server.posts() == 1
+    assert job.result["name"] == "KustomerOutcomeUnknownError"
+    assert "org.permission.message.read" in job.result["message"]
+    assert "lets this script check by itself" in job.result["message"]
+
+
+def test_without_an_external_id_nothing_is_looked_up(sandbox: Sandbox) -> None:
+    sandbox.configure(fault="503", fault_count=1)
+    job = create_job(sandbox, {k: v for k, v in MESSAGE.items() if k != "externalId"})
+    assert job.result["name"] == "KustomerOutcomeUnknownError"
+    assert [r["method"] for r in sandbox.requests] == ["POST"]
