@@ -12,7 +12,7 @@ import pytest
 import yaml
 from windmill_standin import WindmillStandIn
 
-from workbench.worker import ROOT
+from workbench.worker import ROOT, script_names
 
 DEPLOY = Path(sys.executable).parent / "deploy"
 SCRIPTS = ROOT / "scripts" / "kustomer"
@@ -53,8 +53,9 @@ def test_deploy_creates_exactly_the_folder_its_items_and_nothing_else() -> None:
     assert writes(standin) == [
         ("POST", "/api/w/support-ws/folders/create", "kustomer"),
         ("POST", "/api/w/support-ws/resources/type/create", "kustomer"),
-        ("POST", "/api/w/support-ws/scripts/create", "f/kustomer/create_message"),
         ("POST", "/api/w/support-ws/scripts/create", "f/kustomer/bulk_create_messages"),
+        ("POST", "/api/w/support-ws/scripts/create", "f/kustomer/create_message"),
+        ("POST", "/api/w/support-ws/scripts/create", "f/kustomer/wait_for_bulk_results"),
         ("POST", "/api/w/support-ws/flows/create", "f/kustomer/import_messages"),
     ]
     assert all(r["method"] != "DELETE" for r in standin.requests)
@@ -64,7 +65,7 @@ def test_deploy_creates_exactly_the_folder_its_items_and_nothing_else() -> None:
 def test_scripts_arrive_with_code_summary_description_schema_and_lock() -> None:
     with WindmillStandIn() as standin:
         assert deploy(standin).returncode == 0
-    for name in ("create_message", "bulk_create_messages"):
+    for name in script_names():
         sent = body_of(standin, "/scripts/create", f"f/kustomer/{name}")
         meta = yaml.safe_load((SCRIPTS / f"{name}.script.yaml").read_text())
         assert sent["content"] == (SCRIPTS / f"{name}.py").read_text()
@@ -74,9 +75,10 @@ def test_scripts_arrive_with_code_summary_description_schema_and_lock() -> None:
         assert sent["schema"] == meta["schema"]
         assert sent["lock"] == (SCRIPTS / f"{name}.script.lock").read_text()
     flow = body_of(standin, "/flows/create", "f/kustomer/import_messages")
-    split, send, _ = flow["value"]["modules"]
+    split, send, _, confirm, _ = flow["value"]["modules"]
     assert split["value"]["content"].startswith('"""Step 1 of import_messages')  # the inline file, inlined
-    assert send["value"]["modules"][0]["value"]["path"] == "f/kustomer/bulk_create_messages"
+    assert send["value"]["modules"][1]["value"]["path"] == "f/kustomer/bulk_create_messages"
+    assert confirm["value"]["modules"][0]["value"]["path"] == "f/kustomer/wait_for_bulk_results"
 
 
 def test_an_existing_folder_is_left_as_it_is() -> None:
@@ -89,9 +91,15 @@ def test_another_folder_moves_every_path_and_reference() -> None:
     with WindmillStandIn() as standin:
         assert deploy(standin, "--folder", "cx").returncode == 0
     paths = [w[2] for w in writes(standin) if w[1].endswith(("/scripts/create", "/flows/create"))]
-    assert paths == ["f/cx/create_message", "f/cx/bulk_create_messages", "f/cx/import_messages"]
+    assert paths == [
+        "f/cx/bulk_create_messages",
+        "f/cx/create_message",
+        "f/cx/wait_for_bulk_results",
+        "f/cx/import_messages",
+    ]
     flow = body_of(standin, "/flows/create", "f/cx/import_messages")
-    assert flow["value"]["modules"][1]["value"]["modules"][0]["value"]["path"] == "f/cx/bulk_create_messages"
+    assert flow["value"]["modules"][1]["value"]["modules"][1]["value"]["path"] == "f/cx/bulk_create_messages"
+    assert flow["value"]["modules"][3]["value"]["modules"][0]["value"]["path"] == "f/cx/wait_for_bulk_results"
     assert "f/kustomer/" not in str(flow)
 
 

@@ -13,12 +13,16 @@ from typing import Any
 import bulk_create_messages
 import create_message
 import pytest
+import wait_for_bulk_results
 import yaml
+
+from workbench.worker import script_names
 
 ROOT = Path(__file__).parent.parent
 SCRIPTS = ROOT / "scripts" / "kustomer"
 TOOLS = ROOT / "tests" / "windmill" / "windmill_tools.mjs"
 BOTH = pytest.mark.parametrize("script", [create_message, bulk_create_messages], ids=["create", "bulk"])
+EVERY = pytest.mark.parametrize("script", [create_message, bulk_create_messages, wait_for_bulk_results], ids=str)
 PUBLISHED = ROOT.parent / "shared" / "reference" / "kustomer-openapi-messages.json"
 
 
@@ -30,7 +34,7 @@ def windmill_tool(*args: str) -> Any:
 @pytest.fixture(scope="module")
 def parsed() -> dict[str, Any]:
     """Windmill's parser (windmill-parser-wasm-py) and the CLI's schema mapping over both scripts."""
-    files = [str(SCRIPTS / f"{name}.py") for name in ("create_message", "bulk_create_messages")]
+    files = [str(SCRIPTS / f"{name}.py") for name in script_names()]
     result: dict[str, Any] = windmill_tool("signature", *files)
     return {Path(path).stem: value for path, value in result.items()}
 
@@ -48,7 +52,7 @@ def body_form(script: ModuleType) -> dict[str, Any]:
 # ---- the top level is what Windmill's parser derives from main ----
 
 
-@BOTH
+@EVERY
 def test_top_level_is_what_windmills_parser_derives(script: ModuleType, parsed: dict[str, Any]) -> None:
     derived = parsed[script.__name__]["schema"]
     schema = metadata(script)["schema"]
@@ -67,7 +71,7 @@ def test_top_level_is_what_windmills_parser_derives(script: ModuleType, parsed: 
                 assert ours[key] == value, f"{name}.{key}"
 
 
-@BOTH
+@EVERY
 def test_auth_is_a_kustomer_resource_picker(script: ModuleType, parsed: dict[str, Any]) -> None:
     auth = next(a for a in parsed[script.__name__]["args"] if a["name"] == "auth")
     assert auth["typ"] == {"resource": "kustomer"}
@@ -81,10 +85,21 @@ def test_body_is_an_object_for_create_and_a_list_of_objects_for_bulk(parsed: dic
     assert "object" in bulk["typ"]["list"]
 
 
-@BOTH
+@EVERY
 def test_extra_parameters_have_defaults(script: ModuleType, parsed: dict[str, Any]) -> None:
     for arg in parsed[script.__name__]["args"]:
-        assert arg["name"] in ("auth", "body") or arg["has_default"]
+        assert arg["name"] in ("auth", "body", "bulk_id") or arg["has_default"]
+
+
+def test_the_wait_form_describes_each_parameter_with_its_default() -> None:
+    meta = metadata(wait_for_bulk_results)
+    properties = meta["schema"]["properties"]
+    assert meta["summary"] == "Wait for bulk results"
+    assert "org.permission.bulk.read" in meta["description"]
+    assert meta["schema"]["required"] == ["auth", "bulk_id"]
+    for name, default in (("expected_items", 0), ("submitted_at", ""), ("max_wait_seconds", 600)):
+        assert properties[name]["default"] == default
+    assert all(prop.get("description") for prop in properties.values())
 
 
 # ---- the body form agrees with the scripts' validation ----

@@ -22,11 +22,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from workbench.worker import ROOT, SCRIPTS
+from workbench.worker import FLOWS, ROOT, SCRIPTS, script_names
 
-FLOWS = ROOT / "flows" / "kustomer"
 WMILL = ROOT / "node_modules" / ".bin" / "wmill"
-SCRIPT_NAMES = ("create_message", "bulk_create_messages")
 
 
 def stage(folder: str, into: Path) -> list[list[str]]:
@@ -46,7 +44,7 @@ def stage(folder: str, into: Path) -> list[list[str]]:
     def relocate(text: str) -> str:
         return text.replace("f/kustomer/", f"f/{folder}/")
 
-    for name in SCRIPT_NAMES:
+    for name in script_names():
         shutil.copyfile(SCRIPTS / f"{name}.py", target / f"{name}.py")
         shutil.copyfile(SCRIPTS / f"{name}.script.lock", target / f"{name}.script.lock")
         (target / f"{name}.script.yaml").write_text(relocate((SCRIPTS / f"{name}.script.yaml").read_text()))
@@ -57,7 +55,7 @@ def stage(folder: str, into: Path) -> list[list[str]]:
         flows.append(flow.name.removesuffix(".flow"))
 
     commands = [["resource-type", "push", "kustomer.resource-type.yaml", "kustomer"]]
-    commands += [["script", "push", f"f/{folder}/{name}.py"] for name in SCRIPT_NAMES]
+    commands += [["script", "push", f"f/{folder}/{name}.py"] for name in script_names()]
     commands += [["flow", "push", f"f/{folder}/{flow}.flow", f"f/{folder}/{flow}"] for flow in flows]
     return commands
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import copy
 import importlib.util
+import inspect
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from workbench.worker import ROOT, SCRIPTS
+from workbench.worker import ROOT, SCRIPTS, script_names
 
 PYTHON = "3.11"
 OBJECT_ID_PATTERN = "^[0-9a-fA-F]{24}$"
@@ -78,53 +80,6 @@ FIRST_FIELDS = (
     "importedAt",
 )
 
-SUMMARIES = {
-    "create_message": "Create message",
-    "bulk_create_messages": "Bulk create messages",
-}
-
-DESCRIPTIONS = {
-    "create_message": """\
-Records one message on a Kustomer conversation timeline (`POST /v1/messages`). It is recorded, not
-delivered to the customer.
-
-**Key:** a `kustomer` resource whose API key has the role `org.permission.message.create` (or the
-legacy `org.user.message.write`); set its `baseUrl` when the org is not in the US.
-
-**Body:** `channel`, `app` and `direction` are required; every field is checked against Kustomer's
-schema before anything is sent, and all problems are reported at once.
-
-**Result:** Kustomer's answer unchanged: `data.id` is the new message's id, `data.attributes` its
-fields, `data.relationships.conversation.data.id` its conversation.
-
-**In a flow:** read the id in the next step as `results.<this step>.data.id`.
-
-**Failures:** a 429 is waited out (at most 120 s in all) and sent again. A request whose outcome is
-unknown (5xx, timeout after sending) is never repeated: set `externalId` so you can look the
-message up before running again.
-""",
-    "bulk_create_messages": """\
-Records 1 to 100 messages on Kustomer conversation timelines in one request
-(`POST /v1/messages/bulk`). They are recorded, not delivered to customers.
-
-**Key:** a `kustomer` resource whose API key has the role `org.permission.message.create` (or the
-legacy `org.user.message.write`); set its `baseUrl` when the org is not in the US.
-
-**Body:** a list of messages; each needs `channel` and `app` (`direction` is optional here). Give
-each a `_clientRef` (all or none, unique) to match Kustomer's per-item results to your input. Every
-message is checked before anything is sent, with its position in each problem (`body[3].channel`).
-
-**Result:** Kustomer's bulk operation unchanged: `data.id` is its id and `data.attributes.status` is
-usually `queued`; `GET /v1/bulk/<id>` (role `org.permission.bulk.read`) gives per-message results.
-
-**In a flow:** `results.<this step>.data.id`. For more than 100 messages use the flow
-`f/kustomer/import_messages`, which batches them and loops over the batches.
-
-**Failures:** a 429 is waited out (at most 120 s in all) and sent again. A request whose outcome is
-unknown (5xx, timeout after sending) is never repeated: the error names the `_clientRef`s to check.
-""",
-}
-
 
 def load_script(name: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(f"_metadata_{name}", SCRIPTS / f"{name}.py")
@@ -160,18 +115,71 @@ def message_form(fields: dict[str, dict[str, Any]], required: tuple[str, ...]) -
     return {"type": "object", "properties": properties, "required": list(required), "order": order}
 
 
+AUTH = {
+    "type": "object",
+    "format": "resource-kustomer",
+    "description": "A kustomer resource: the API key, and baseUrl for the EU, India or an org host.",
+}
+_JSON_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean"}
+
+
+def summary_and_description(script: ModuleType) -> tuple[str, str]:
+    """The script's prose has one home, its module docstring: `Summary: what it does.` on the first
+    line, then paragraphs that become the Windmill description."""
+    doc = inspect.getdoc(script) or ""
+    first, _, rest = doc.partition("\n")
+    summary = first.split(":", 1)[0].strip()
+    lead = first.split(":", 1)[1].strip()
+    return summary, (lead[:1].upper() + lead[1:] + "\n" + rest).strip() + "\n"
+
+
+def argument_docs(function: Any) -> dict[str, str]:
+    """`Args:` of a docstring: `name: text`, continued on more deeply indented lines."""
+    docs: dict[str, str] = {}
+    lines = (inspect.getdoc(function) or "").partition("Args:")[2].splitlines()
+    name = None
+    for line in lines:
+        match = re.match(r"^    (\w+): (.*)$", line)
+        if match:
+            name, docs[match.group(1)] = match.group(1), match.group(2).strip()
+        elif name and line.startswith("        "):
+            docs[name] += " " + line.strip()
+        elif line.strip():
+            break
+    return docs
+
+
+def parameter_form(script: ModuleType) -> dict[str, Any]:
+    """The form of `main`'s plain parameters: their JSON types as Windmill's parser derives them, the
+    defaults, and the descriptions from main's docstring."""
+    docs = argument_docs(script.main)
+    properties: dict[str, Any] = {}
+    for name, parameter in inspect.signature(script.main).parameters.items():
+        if name == "auth":
+            properties[name] = dict(AUTH)
+            continue
+        kind = _JSON_TYPES[parameter.annotation]  # the scripts' annotations are types, not strings
+        properties[name] = {"type": kind, "description": docs[name]}
+        if kind == "string":
+            properties[name]["originalType"] = "string"
+        if parameter.default is not inspect.Parameter.empty:
+            properties[name]["default"] = parameter.default
+    return properties
+
+
 def script_metadata(name: str) -> dict[str, Any]:
     script = load_script(name)
-    auth = {
-        "type": "object",
-        "format": "resource-kustomer",
-        "description": "A kustomer resource: the API key, and baseUrl for the EU, India or an org host.",
-    }
+    properties: dict[str, Any] = {"auth": dict(AUTH)}
+    if not hasattr(script, "MESSAGE_FIELDS"):
+        properties = parameter_form(script)
     if name == "create_message":
-        body = {**message_form(script.MESSAGE_FIELDS, script.CREATE_REQUIRED), "description": "The message to record."}
-    else:
+        properties["body"] = {
+            **message_form(script.MESSAGE_FIELDS, script.CREATE_REQUIRED),
+            "description": "The message to record.",
+        }
+    elif hasattr(script, "MESSAGE_FIELDS"):
         item = message_form({**script.MESSAGE_FIELDS, **script.CLIENT_REF}, script.BULK_REQUIRED)
-        body = {
+        properties["body"] = {
             "type": "array",
             "items": item,
             "originalType": "record[]",
@@ -179,17 +187,19 @@ def script_metadata(name: str) -> dict[str, Any]:
             "maxItems": script.MAX_BULK_ITEMS,
             "description": f"The messages to record: 1 to {script.MAX_BULK_ITEMS}.",
         }
+    parameters = inspect.signature(script.main).parameters
+    summary, description = summary_and_description(script)
     return {
-        "summary": SUMMARIES[name],
-        "description": DESCRIPTIONS[name],
+        "summary": summary,
+        "description": description,
         "lock": f"!inline f/kustomer/{name}.script.lock",
         "kind": "script",
         "schema": {
             "$schema": "https://json-schema.org/draft/2020-12/schema",
             "type": "object",
-            "properties": {"auth": auth, "body": body},
-            "required": ["auth", "body"],
-            "order": ["auth", "body"],
+            "properties": properties,
+            "required": [n for n, p in parameters.items() if p.default is inspect.Parameter.empty],
+            "order": list(parameters),
         },
     }
 
@@ -244,7 +254,7 @@ _Dumper.add_representer(str, _text)
 def rendered() -> dict[Path, str]:
     files = {}
     lock = lock_text()
-    for name in SUMMARIES:
+    for name in script_names():
         header = "# Written by `uv run python -m workbench.metadata` from the script: edit the script, then rerun.\n"
         body = yaml.dump(script_metadata(name), Dumper=_Dumper, sort_keys=False, width=110, allow_unicode=True)
         files[SCRIPTS / f"{name}.script.yaml"] = header + body

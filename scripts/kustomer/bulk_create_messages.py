@@ -1,16 +1,18 @@
 # skip_result_postprocessing
+# (the line above keeps the worker from rewriting NaN, Infinity and \u0000 inside the result)
 """Bulk create messages: record up to 100 messages on Kustomer conversation timelines in one request.
 
-POST /v1/messages/bulk. Kustomer queues the batch and answers with a bulk operation
-(`result.data.id`, status `queued`, `running` or `complete`; poll `GET /v1/bulk/<id>`, which needs
-the role `org.permission.bulk.read`). The messages are *recorded*, not delivered to customers. The
-API key needs the role `org.permission.message.create` (or the legacy `org.user.message.write`).
+POST /v1/messages/bulk. Kustomer queues the batch and answers with a bulk operation: in a flow, the
+next step reads its id as `results.<this step>.data.id` and gives it to wait_for_bulk_results, which
+waits for it and returns what became of each message. The messages are *recorded*, not delivered to
+customers. The API key needs the role `org.permission.message.create` (or the legacy
+`org.user.message.write`).
 
 Every message is checked against Kustomer's published schema before anything is sent, and every
 problem is reported at once with its position (`body[3].channel: ...`). Give each message a
 `_clientRef` (all of them or none) to match Kustomer's per-item results to your input. Rate limits
 (429) are waited out; a request whose outcome is unknown is never repeated. For more than 100
-messages use the flow `f/kustomer/import_messages`, which batches and loops.
+messages use the flow `f/kustomer/import_messages`, which batches, loops and reports every message.
 """
 
 import contextlib

@@ -1,4 +1,5 @@
 # skip_result_postprocessing
+# (the line above keeps the worker from rewriting NaN, Infinity and \u0000 inside the result)
 """Create message: record one message on a Kustomer conversation timeline.
 
 POST /v1/messages. The message is *recorded* on the timeline (an email received, an SMS sent by
@@ -8,8 +9,9 @@ an agent, ...); Kustomer does not deliver it to the customer. The API key needs 
 The body is checked against Kustomer's published message schema before anything is sent; every
 problem is reported at once. Rate limits (429) are waited out and the same request sent again;
 a request whose outcome is unknown (5xx, timeout after sending) is never repeated, so a message is
-never created twice. The result is Kustomer's JSON unchanged: `result.data.id` is the message id
-(the first line above keeps Windmill from rewriting "NaN" or "Infinity" inside its text).
+never created twice; when its answer is lost and the message has an `externalId`, it is looked up by
+it. The result is Kustomer's JSON unchanged: in a flow, the next step reads the new message's id
+as `results.<this step>.data.id`.
 """
 
 import contextlib

@@ -1,4 +1,5 @@
 # skip_result_postprocessing
+# (the line above keeps the worker from rewriting NaN, Infinity and \u0000 inside the result)
 """Wait for bulk results: what became of each message of a Kustomer bulk operation.
 
 POST /v1/messages/bulk only queues the messages: Kustomer answers with a bulk operation whose
@@ -46,10 +47,16 @@ def main(
 ) -> dict[str, Any]:
     """Wait for the bulk operation `bulk_id` to complete and return each message's outcome.
 
-    `expected_items`: how many messages the operation holds (0: unknown). When given, one read of
-    its batches can confirm it, without polling its status first. `submitted_at`: when it was
-    submitted (its `data.attributes.createdAt`); the first look waits until FIRST_LOOK_AFTER seconds
-    after it. `min_interval_seconds`: the least time between two requests, to pace the reads.
+    Args:
+        bulk_id: The bulk operation's id: `data.id` of what bulk_create_messages returned.
+        expected_items: How many messages the operation holds (0 if unknown). When given, one read of
+            its batches can confirm it, with no status poll first.
+        submitted_at: When the operation was submitted (its `data.attributes.createdAt`). The first read
+            waits until 5 s after it; empty: 5 s from now.
+        max_wait_seconds: How long to wait for the operation to complete. Then the job fails, saying it
+            is still running and giving the id to look again with.
+        min_interval_seconds: The least time between two requests, to keep within a share of the org's
+            rate limit (0: no pacing).
     """
     problems = _watch_problems(bulk_id, expected_items, submitted_at, max_wait_seconds, min_interval_seconds)
     _raise_if_invalid(_auth_problems(auth) + problems)

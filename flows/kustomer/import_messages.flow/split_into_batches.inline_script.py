@@ -5,11 +5,12 @@ so Kustomer's per-item results can be matched back to the input, and every batch
 Kustomer's rule of a `_clientRef` on all items. Refs must be unique across the whole import:
 a repeated one fails this step, before anything is sent.
 
-With `max_requests_per_minute`, each batch also gets the `delay` its loop iteration waits before
-sending, so that the loop's `parallelism` slots together stay under that rate: the first batches
-are spread over one period, and every later one waits a whole period after its slot's previous
-batch. The import then never takes more of the org's rate limit than it was given, which leaves
-the rest to agents and other apps (the limit is shared by the whole org) and avoids 429s.
+With `max_requests_per_minute`, each batch also gets the pauses that keep the loop under that rate
+under Windmill's rule that a step's `sleep` runs *after* the step: `delay` (on the identity step
+before the bulk request) staggers the first `parallelism` batches one interval apart, and `hold`
+(after the bulk request) keeps the iteration's slot for `parallelism` intervals, so the batch that
+takes the slot next goes out one interval after the one before. The import then never takes more of
+the org's rate limit than it was given; the rest stays for agents and other apps.
 """
 
 from typing import Any
@@ -41,12 +42,14 @@ def main(
         if isinstance(ref, str):
             first_seen[ref] = position
         tagged.append({**message, "_clientRef": ref})
-    spacing = 60 / max_requests_per_minute if max_requests_per_minute else 0.0
+    interval = 60 / max_requests_per_minute if max_requests_per_minute else 0.0
     return [
         {
+            "batch": number,
             "first": start,
             "last": start + len(chunk) - 1,
-            "delay": round(spacing * min(number, parallelism), 3),
+            "delay": round(interval * number, 3) if number < parallelism else 0.0,
+            "hold": round(interval * parallelism, 3),
             "messages": chunk,
         }
         for number, start in enumerate(range(0, len(tagged), batch_size))

@@ -1,0 +1,142 @@
+"""The local flow runner applies Windmill's flow rules, each stated here as its own test (the worker's
+worker_flow.rs and windmill-common's flows.rs; shared/reference/windmill-flow-semantics.md)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from workbench.local_flow import FlowStepError, run_flow
+
+PROBE = """
+import time
+
+
+def main(label: str, fail: bool = False, wait: float = 0):
+    if fail:
+        raise RuntimeError(f"{label} failed")
+    return {"label": label, "at": time.time(), "wait": wait}
+"""
+
+
+NO_SLEEP = object()
+
+
+def step(label: str, sleep: Any = NO_SLEEP, **args: Any) -> dict[str, Any]:
+    module: dict[str, Any] = {
+        "id": label,
+        "value": {
+            "type": "rawscript",
+            "language": "python3",
+            "content": "!inline probe.py",
+            "input_transforms": {"label": {"type": "static", "value": label}}
+            | {k: {"type": "static", "value": v} for k, v in args.items()},
+        },
+    }
+    if sleep is not NO_SLEEP:
+        is_transform = isinstance(sleep, dict) and "type" in sleep
+        module["sleep"] = sleep if is_transform else {"type": "static", "value": sleep}
+    return module
+
+
+def flow(tmp_path: Path, *modules: dict[str, Any]) -> Path:
+    folder = tmp_path / "probe.flow"
+    folder.mkdir(exist_ok=True)
+    (folder / "probe.py").write_text(PROBE)
+    (folder / "flow.yaml").write_text(yaml.safe_dump({"summary": "probe", "value": {"modules": list(modules)}}))
+    return folder
+
+
+def loop(*body: dict[str, Any], items: int = 2, parallel: bool = True, skip_failures: bool = True, **extra: Any) -> Any:
+    value = {
+        "type": "forloopflow",
+        "iterator": {"type": "static", "value": list(range(items))},
+        "parallel": parallel,
+        "skip_failures": skip_failures,
+        "modules": list(body),
+        **extra,
+    }
+    return {"id": "loop", "value": value}
+
+
+def test_a_sleep_runs_after_its_step_before_the_next_one(tmp_path: Path) -> None:
+    second = step("b")
+    second["value"]["input_transforms"]["label"] = {"type": "javascript", "expr": "results.a.at"}
+    result = run_flow(flow(tmp_path, step("a", sleep=1), second), {})
+    assert result["at"] - result["label"] >= 1  # b started at least 1 s after a ran
+
+
+def test_the_first_step_starts_at_once_even_with_a_sleep_on_it(tmp_path: Path) -> None:
+    started = time.time()
+    result = run_flow(flow(tmp_path, step("a", sleep=2)), {})
+    assert result["at"] - started < 1.5  # the sleep came after the step ...
+    assert time.time() - started >= 2  # ... and the flow completed only once it had slept
+
+
+def test_a_sleep_on_the_last_step_of_a_loop_body_holds_the_iterations_slot(tmp_path: Path) -> None:
+    results = run_flow(flow(tmp_path, loop(step("a", sleep=1), parallelism=1)), {})
+    assert results[1]["at"] - results[0]["at"] >= 1
+
+
+def test_a_failed_step_stops_its_list_without_its_sleep(tmp_path: Path) -> None:
+    started = time.time()
+    with pytest.raises(FlowStepError) as failure:
+        run_flow(flow(tmp_path, step("a", sleep=5, fail=True), step("b")), {})
+    assert time.time() - started < 3
+    assert failure.value.step == "a"
+    assert failure.value.error["step_id"] == "a"  # the worker's wrapper adds it from WM_FLOW_STEP_ID
+
+
+def test_a_sleep_expression_sees_result_and_previous_result_not_results(tmp_path: Path) -> None:
+    started = time.time()
+    after = run_flow(flow(tmp_path, step("a", {"type": "javascript", "expr": "result.wait"}, wait=1), step("b")), {})
+    assert after["at"] - started >= 1
+    with pytest.raises(FlowStepError, match="plain paths from flow_input, result, previous_result only"):
+        run_flow(flow(tmp_path, step("a", {"type": "javascript", "expr": "results.a.wait"}, wait=1), step("b")), {})
+
+
+@pytest.mark.parametrize(("value", "seconds"), [(1, 1.0), (0.5, 0.5), (-2.5, 0.0), (0, 0.0)])
+def test_sleep_values_windmill_accepts(tmp_path: Path, value: float, seconds: float) -> None:
+    started = time.time()
+    first_at = run_flow(flow(tmp_path, step("a", sleep=value), step("b")), {})["at"]
+    assert seconds <= first_at - started < seconds + 1.5
+
+
+@pytest.mark.parametrize("value", [-1, "5", None, {"seconds": 1}])
+def test_sleep_values_windmill_refuses_fail_the_list(tmp_path: Path, value: Any) -> None:
+    with pytest.raises(FlowStepError, match="Expected an integer"):
+        run_flow(flow(tmp_path, step("a", sleep=value), step("b")), {})
+
+
+def test_an_identity_step_passes_the_previous_result_on(tmp_path: Path) -> None:
+    result = run_flow(flow(tmp_path, step("a"), {"id": "same", "value": {"type": "identity"}}), {})
+    assert result["label"] == "a"
+
+
+def test_loop_iterations_see_the_flow_input_plus_iter(tmp_path: Path) -> None:
+    body = step("a")
+    body["value"]["input_transforms"]["label"] = {"type": "javascript", "expr": "flow_input.iter.value"}
+    results = run_flow(flow(tmp_path, loop(body, items=3)), {"other": 1})
+    assert [r["label"] for r in results] == [0, 1, 2]
+
+
+def test_parallelism_may_be_a_static_input_transform(tmp_path: Path) -> None:
+    looped = loop(step("a", sleep=1), items=2, parallelism={"type": "static", "value": 2})
+    results = run_flow(flow(tmp_path, looped), {})
+    assert abs(results[1]["at"] - results[0]["at"]) < 0.9  # both at once: two slots
+
+
+def test_a_loop_without_skip_failures_runs_every_iteration_then_fails_with_all_their_results(tmp_path: Path) -> None:
+    body = step("a")
+    body["value"]["input_transforms"]["fail"] = {"type": "javascript", "expr": "flow_input.iter.value"}
+    looped = loop(body, items=3, skip_failures=False)
+    looped["value"]["iterator"]["value"] = [False, True, False]
+    with pytest.raises(FlowStepError) as failure:
+        run_flow(flow(tmp_path, looped), {})
+    outcomes = failure.value.error
+    assert [("error" in o) for o in outcomes] == [False, True, False]
+    assert outcomes[1]["error"]["step_id"] == "a"
