@@ -182,3 +182,83 @@ def test_without_it_sync_push_would_delete_other_teams_items(tmp_path: Path) -> 
     plan = sync_push_plan(tmp_path)
     assert "- script f/other/keep_me.py" in plan
     assert "- resource-type other.resource-type.yaml" in plan
+
+
+# ---- the arguments are checked before anything is staged or sent ----
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (
+            ["--base-url", "app.windmill.dev", "--workspace", "ws"],
+            "--base-url must be the Windmill instance's http(s) URL",
+        ),
+        (["--base-url", "https://app.windmill.dev", "--workspace", ""], "--workspace must be a workspace id"),
+        (["--base-url", "https://app.windmill.dev", "--workspace", "my ws"], "--workspace must be a workspace id"),
+    ],
+)
+def test_bad_arguments_fail_in_one_line_each_even_with_dry_run(args: list[str], expected: str) -> None:
+    done = subprocess.run(
+        [str(DEPLOY), *args, "--dry-run"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "WM_TOKEN": TOKEN},
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"deploy: {expected}")
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in done.stderr
+
+
+def test_no_token_anywhere_is_one_line() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "WM_TOKEN"}
+    done = subprocess.run(
+        [str(DEPLOY), "--base-url", "https://app.windmill.dev", "--workspace", "ws", "--dry-run"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip() == "deploy: no token: set WM_TOKEN (the variable the wmill CLI reads) or pass --token"
+
+
+def test_the_token_comes_from_wm_token_and_never_appears_in_a_command_line() -> None:
+    with WindmillStandIn() as standin:
+        done = subprocess.run(
+            [str(DEPLOY), "--base-url", standin.url, "--workspace", "support-ws"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+            env={**os.environ, "WM_TOKEN": TOKEN},
+        )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert all(r["authorization"] == f"Bearer {TOKEN}" for r in standin.requests)
+    assert TOKEN not in done.stdout + done.stderr
+
+
+def test_a_folder_lookup_refused_for_another_reason_than_not_found_stops_before_any_push() -> None:
+    with WindmillStandIn(fail={"/folders/get/": 401}) as standin:
+        done = deploy(standin)
+    assert done.returncode == 1
+    assert "deploy: could not look up folder f/kustomer: Server failed. Unauthorized: Unauthorized" in done.stderr
+    assert "Nothing was pushed" in done.stderr
+    assert standin.writes() == []
+
+
+def test_a_failed_push_is_said_once_with_the_clis_error_line() -> None:
+    with WindmillStandIn(fail={"/scripts/create": 500}) as standin:
+        done = deploy(standin)
+    assert done.returncode == 1
+    assert done.stderr.count("failed (exit 1)") == 1
+    assert "was not successful: 500 - Internal Server Error" in done.stderr
+    assert "Usage:" not in done.stdout + done.stderr
+    assert "nothing was deleted" in done.stderr

@@ -27,9 +27,14 @@ WHOAMI = {
 
 class WindmillStandIn:
     def __init__(
-        self, version: str = "v1.819.0", folders: tuple[str, ...] = (), workspace: dict[str, str] | None = None
+        self,
+        version: str = "v1.819.0",
+        folders: tuple[str, ...] = (),
+        workspace: dict[str, str] | None = None,
+        fail: dict[str, int] | None = None,
     ) -> None:
         self.version = version
+        self.fail = fail or {}  # a path fragment -> the status every request whose path holds it gets
         self.folders = set(folders)  # folders that already exist in the workspace
         self.workspace = workspace or {}  # what `wmill sync` downloads: path -> content, in the sync layout
         self.requests: list[dict[str, Any]] = []
@@ -80,7 +85,10 @@ class _Handler(BaseHTTPRequestHandler):
                     "authorization": self.headers.get("Authorization"),
                 }
             )
-        if path.endswith("/version"):
+        failing = next((status for fragment, status in standin.fail.items() if fragment in path), None)
+        if failing:
+            self._send(failing, {401: "Unauthorized", 500: "Internal Server Error"}.get(failing, "failed"))
+        elif path.endswith("/version"):
             self._send(200, standin.version)
         elif path == "/api/users/whoami" or path.endswith("/users/whoami"):
             self._send(200, WHOAMI)

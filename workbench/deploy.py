@@ -1,6 +1,6 @@
 """Put the scripts, the resource type and the import flow into a Windmill workspace, and nothing else.
 
-    uv run deploy --base-url URL --token TOKEN --workspace WS [--folder kustomer] [--dry-run]
+    WM_TOKEN=... uv run deploy --base-url URL --workspace WS [--folder kustomer] [--dry-run]
 
 Stages a copy of the repository in Windmill's sync layout (f/<folder>/..., the resource type at the
 root, this repository's wmill.yaml), then runs the official wmill CLI (npm windmill-cli, pinned in
@@ -8,7 +8,8 @@ package.json) with single-item commands only: `resource-type push`, `folder push
 folder does not exist yet, so an existing folder's owners and permissions stay as they are),
 `script push` for each script and `flow push`. Each of these creates or updates the one item it
 names; none deletes anything. `wmill sync push`, which deletes what is missing locally, is never
-used. --dry-run prints the staged files and the commands, and runs nothing.
+used. --dry-run prints the staged files and the commands, and runs nothing. Every argument is
+checked first; the token comes from WM_TOKEN (or --token) and reaches the CLI through its environment.
 """
 
 from __future__ import annotations
@@ -21,16 +22,16 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from workbench.worker import FLOWS, ROOT, SCRIPTS, script_names
 
 WMILL = ROOT / "node_modules" / ".bin" / "wmill"
+TOKEN_VARIABLE = "WM_TOKEN"  # noqa: S105  # the name of the variable the wmill CLI reads its token from
 
 
 def stage(folder: str, into: Path) -> list[list[str]]:
     """Write the sync layout for `folder` under `into`; return the wmill commands that push it."""
-    if not re.fullmatch(r"[a-z0-9_]+", folder):
-        raise SystemExit(f"deploy: --folder must be lowercase letters, digits and _, got {folder!r}")
     target = into / "f" / folder
     target.mkdir(parents=True)
     shutil.copyfile(ROOT / "wmill.yaml", into / "wmill.yaml")
@@ -60,19 +61,43 @@ def stage(folder: str, into: Path) -> list[list[str]]:
     return commands
 
 
+def problems(base_url: str, workspace: str, token: str | None, folder: str) -> list[str]:
+    """Every argument checked before anything is staged or sent, one line each."""
+    found = []
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        found.append(
+            f"--base-url must be the Windmill instance's http(s) URL, e.g. https://app.windmill.dev; got {base_url!r}"
+        )
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", workspace):
+        found.append(f"--workspace must be a workspace id (letters, digits, - and _), as in its URL; got {workspace!r}")
+    if not token:
+        found.append(f"no token: set {TOKEN_VARIABLE} (the variable the wmill CLI reads) or pass --token")
+    if not re.fullmatch(r"[a-z0-9_]+", folder):
+        found.append(f"--folder must be lowercase letters, digits and _, got {folder!r}")
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="deploy", description=__doc__.split("\n\n")[0])
     parser.add_argument("--base-url", required=True, help="the Windmill instance, e.g. https://app.windmill.dev")
-    parser.add_argument("--token", required=True, help="a Windmill API token (user settings > tokens)")
     parser.add_argument("--workspace", required=True, help="the workspace id")
+    parser.add_argument(
+        "--token", help=f"a Windmill API token; better, set {TOKEN_VARIABLE}, which keeps it out of shell history"
+    )
     parser.add_argument("--folder", default="kustomer", help="the folder to deploy into (default kustomer)")
     parser.add_argument("--dry-run", action="store_true", help="show the plan; push nothing")
     options = parser.parse_args(argv)
+    token = options.token or os.environ.get(TOKEN_VARIABLE, "")
+    found = problems(options.base_url, options.workspace, token, options.folder)
+    if found:
+        for problem in found:
+            print(f"deploy: {problem}", file=sys.stderr)
+        return 2
 
     with tempfile.TemporaryDirectory(prefix="kustomer-deploy-") as staging:
         root = Path(staging)
         commands = stage(options.folder, root)
-        connection = ["--base-url", options.base_url, "--token", options.token, "--workspace", options.workspace]
         folder_check = ["folder", "get", options.folder, "--json"]
         if options.dry_run:
             print(f"Would deploy to workspace {options.workspace!r} on {options.base_url}, folder f/{options.folder}:")
@@ -84,37 +109,67 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  wmill {' '.join(command)}")
             return 0
         if not WMILL.exists():
-            raise SystemExit("deploy: the wmill CLI is not installed: run `npm ci` in this repository first")
+            print("deploy: the wmill CLI is not installed: run `npm ci` in this repository first", file=sys.stderr)
+            return 2
+        config = root / ".wmill-config"  # no saved profile of the user's may redirect the pushes
+        config.mkdir()
+        # The token reaches the CLI through the environment it reads, never through its arguments.
+        env = {**os.environ, TOKEN_VARIABLE: token, "WM_WORKSPACE": options.workspace, "BASE_URL": options.base_url}
+        env.update({"WMILL_CONFIG_DIR": str(config), "NO_COLOR": "1"})
+        for name in ("BASE_INTERNAL_URL", "HEADERS"):
+            env.pop(name, None)
 
-        def wmill(command: list[str], check: bool = True) -> subprocess.CompletedProcess[str]:
-            print(f"$ wmill {' '.join(command)}", flush=True)
+        def wmill(command: list[str]) -> tuple[int, str]:
             done = subprocess.run(
-                [str(WMILL), *command, *connection],
-                cwd=root,
-                capture_output=True,
-                text=True,
-                env={**os.environ, "NO_COLOR": "1"},
-                check=False,
+                [str(WMILL), *command], cwd=root, capture_output=True, text=True, env=env, check=False
             )
-            output = re.sub(r"\x1b\[[0-9;]*m", "", done.stdout + done.stderr).replace(options.token, "[token]")
-            # The CLI looks for its own wmill-lock.yaml hashes, which a staged copy never has; the
-            # metadata it asks for is the .script.yaml and .script.lock pushed with each script.
-            output = "\n".join(line for line in output.splitlines() if "No metadata generated yet" not in line).strip()
-            if output:
-                print("  " + output.replace("\n", "\n  "))
-            if check and done.returncode != 0:
-                raise SystemExit(
-                    f"deploy: `wmill {' '.join(command)}` failed (exit {done.returncode}); "
-                    "what was pushed before it stays, nothing was deleted"
-                )
-            return done
+            return done.returncode, re.sub(r"\x1b\[[0-9;]*m", "", done.stdout + done.stderr).replace(token, "[token]")
 
-        if wmill(folder_check, check=False).returncode != 0:
-            wmill(["folder", "push", options.folder])
-        for command in commands:
-            wmill(command)
+        def push(command: list[str]) -> None:
+            print(f"$ wmill {' '.join(command)}", flush=True)
+            code, output = wmill(command)
+            if code != 0:
+                raise SystemExit(
+                    f"deploy: `wmill {' '.join(command)}` failed (exit {code}): {error_lines(output)}\n"
+                    "What was pushed before it stays; nothing was deleted."
+                )
+            for line in progress_lines(output):
+                print(f"  {line}")
+
+        code, output = wmill(folder_check)
+        if code != 0:
+            if "Not Found" not in output and "not found" not in output:
+                print(
+                    f"deploy: could not look up folder f/{options.folder}: {error_lines(output)}\n"
+                    "Nothing was pushed. Check --base-url, --workspace and the token.",
+                    file=sys.stderr,
+                )
+                return 1
+            push(["folder", "push", options.folder])
+        try:
+            for command in commands:
+                push(command)
+        except SystemExit as failure:
+            print(failure, file=sys.stderr)
+            return 1
     print(f"Deployed to f/{options.folder} in workspace {options.workspace}.")
     return 0
+
+
+def error_lines(output: str) -> str:
+    """The CLI's own error lines, once: not its usage text, not its progress."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    errors = [
+        line for line in lines if re.search(r"error|failed|not successful|unauthorized|denied|invalid", line, re.I)
+    ]
+    return " / ".join(dict.fromkeys(errors or lines[-3:]))[:600] or "(no output)"
+
+
+def progress_lines(output: str) -> list[str]:
+    """What the CLI did, without its notes about metadata it does not need here: the .script.yaml and
+    .script.lock pushed with each script are that metadata, and a staged copy has no wmill-lock.yaml."""
+    noise = ("No metadata generated yet", "wmill-lock.yaml created", "Using workspace")
+    return [line.strip() for line in output.splitlines() if line.strip() and not any(n in line for n in noise)]
 
 
 if __name__ == "__main__":
