@@ -12,6 +12,7 @@ from typing import Any
 
 import bulk_create_messages
 import create_message
+import published_schema
 import pytest
 import wait_for_bulk_results
 import yaml
@@ -23,7 +24,6 @@ SCRIPTS = ROOT / "scripts" / "kustomer"
 TOOLS = ROOT / "tests" / "windmill" / "windmill_tools.mjs"
 BOTH = pytest.mark.parametrize("script", [create_message, bulk_create_messages], ids=["create", "bulk"])
 EVERY = pytest.mark.parametrize("script", [create_message, bulk_create_messages, wait_for_bulk_results], ids=str)
-PUBLISHED = ROOT.parent / "shared" / "reference" / "kustomer-openapi-messages.json"
 
 
 def windmill_tool(*args: str) -> Any:
@@ -206,19 +206,20 @@ def test_windmill_infers_httpx_as_the_only_dependency(script: ModuleType) -> Non
 
 @pytest.fixture(scope="module")
 def published() -> dict[str, Any]:
-    if not PUBLISHED.exists():
-        pytest.skip(f"Kustomer's published schema is not beside this checkout ({PUBLISHED})")
-    data: dict[str, Any] = json.loads(PUBLISHED.read_text())
-    return data
+    """The published schema's structure, from the fixture kept in tests/ (its `_about` says whence)."""
+    return published_schema.load()
 
 
 def strip(schema: Any) -> Any:
-    """The published schema without its prose, for comparison."""
-    if isinstance(schema, dict):
-        return {k: strip(v) for k, v in schema.items() if k != "description"}
-    if isinstance(schema, list):
-        return [strip(v) for v in schema]
-    return schema
+    return published_schema.structure(schema)
+
+
+def test_the_fixture_is_the_published_schemas_structure_without_its_prose() -> None:
+    fixture = published_schema.load()
+    assert "description" not in json.dumps({k: v for k, v in fixture.items() if k != "_about"})
+    assert "Core Resources OpenAPI" in fixture["_about"]
+    if published_schema.FULL_EXPORT.exists():  # beside the full export, the fixture must still be its extract
+        assert fixture == published_schema.extract(json.loads(published_schema.FULL_EXPORT.read_text()))
 
 
 def test_message_fields_match_kustomers_published_schema(published: dict[str, Any]) -> None:
