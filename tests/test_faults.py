@@ -277,3 +277,18 @@ def test_no_request_leaves_loopback() -> None:
     with Sandbox() as box:
         host = httpx.URL(box.url).host
     assert socket.gethostbyname(host).startswith("127.")
+
+
+def test_connection_retries_say_in_the_log_how_long_and_which_attempt(
+    fake_time: FakeTime, capsys: pytest.CaptureFixture[str]
+) -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    listener.close()  # nothing listens there now: every connection is refused
+    outcome = run(create_message, url, capsys)
+    assert isinstance(outcome.error, create_message.KustomerConnectionError)
+    logged = [line for line in outcome.printed.splitlines() if "waiting" in line]
+    waits = [w for w in fake_time.sleeps if w >= 1]
+    assert len(logged) == len(waits) >= 2
+    pattern = r"the connection failed.*; waiting \d+ s, until .* UTC, then attempt \d of at most 5\."
+    assert all(re.search(pattern, line) for line in logged), logged

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -100,6 +101,53 @@ def test_cli_prints_the_error_object_and_exits_1_on_bad_input() -> None:
     error = json.loads(done.stdout)
     assert error["name"] == "KustomerInputError"
     assert "body.channel: 'fax' is not one of" in error["message"]
+
+
+def test_cli_with_pretty_prints_an_error_as_text_with_real_line_breaks() -> None:
+    done = run_cli("create_message", "--data", '{"body": {"channel": "fax", "app": "x"}}', "--pretty")
+    assert done.returncode == 1
+    lines = done.stdout.splitlines()
+    assert lines[0] == "Nothing was sent to Kustomer: the input has 2 problems:"
+    assert lines[1] == "- body.direction: required, but missing"
+    assert lines[2].startswith("- body.channel: 'fax' is not one of email")
+    assert lines[-1] == "(KustomerInputError)"
+
+
+def test_cli_without_data_runs_with_no_note_about_a_body() -> None:
+    done = run_cli("wait_for_bulk_results")
+    assert "'body'" not in done.stderr
+    assert "bulk_id: must be a bulk operation's id" in done.stdout
+
+
+def test_cli_runs_a_flow_by_its_short_name() -> None:
+    data = json.dumps({"messages": [{"channel": "chat", "app": "api", "preview": "hi"}]})
+    done = run_cli("import_messages", "--data", data)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads(done.stdout)["counts"]["created"] == 1
+
+
+def test_cli_suggests_apikey_for_a_misspelled_resource_key() -> None:
+    done = run_cli("create_message", "--data", "@examples/create_message.json", "--resource", '{"api_key": "k-1"}')
+    assert done.returncode == 1
+    assert "did you mean apiKey?" in json.loads(done.stdout)["message"]
+    assert "k-1" not in done.stdout
+
+
+def test_a_job_that_waits_out_a_rate_limit_says_so_in_its_log() -> None:
+    """Windmill shows a job's output as its log while it runs: a 429 wait must not look like a hang."""
+    with Sandbox(window=2.0) as sandbox:
+        sandbox.configure(fault="429", fault_count=1)
+        resource = json.dumps({"apiKey": "k-rate-limited-123", "baseUrl": sandbox.url})
+        done = run_cli("create_message", "--data", "@examples/create_message.json", "--resource", resource)
+    assert done.returncode == 0, done.stdout + done.stderr
+    line = next(line for line in done.stderr.splitlines() if "429" in line)
+    assert re.fullmatch(
+        r"Kustomer answered 429 Too Many Requests to POST http://127\.0\.0\.1:\d+/v1/messages "
+        r"\(the org's rate limit\); waiting \d+ s, until \d\d:\d\d:\d\d UTC, then attempt 2 of at most 20\.",
+        line,
+    ), line
+    assert "k-rate-limited-123" not in done.stderr
+    assert "Where is my order" not in line  # never the body
 
 
 def test_cli_takes_a_bare_body_and_says_so() -> None:
