@@ -21,7 +21,7 @@ def run_demo(*args: str, key: str | None = None) -> subprocess.CompletedProcess[
     )
 
 
-def test_demo_runs_both_scripts_against_the_sandbox() -> None:
+def test_demo_runs_the_scripts_against_the_sandbox_and_shows_each_bulk_messages_outcome() -> None:
     done = run_demo()
     assert done.returncode == 0, done.stderr
     out = done.stdout
@@ -29,8 +29,11 @@ def test_demo_runs_both_scripts_against_the_sandbox() -> None:
     assert "Kustomer received: POST /v1/messages\n" in out
     assert "Kustomer received: POST /v1/messages/bulk\n" in out
     assert '"_clientRef": "ticket-7-2"' in out
-    assert out.count("Job result (what the next flow step reads as results.<step>):") == 2
+    assert out.count("Job result (what the next flow step reads as results.<step>):") == 3
     assert '"type": "bulk"' in out
+    assert "=== wait_for_bulk_results  with the bulk_id " in out  # then what became of each message
+    assert '"_clientRef": "ticket-7-2",\n          "status": "created"' in out
+    assert "Job log: Bulk operation " in out
     assert "Kustomer received: nothing (the job failed before sending)" in out
     assert "body.chanel: unknown field; did you mean 'channel'?" in out
 

@@ -1,10 +1,11 @@
 """See what the scripts do with a payload, offline: `uv run demo`.
 
-Starts the embedded Kustomer sandbox, runs create_message and bulk_create_messages through local-run
-(a fresh process each, as a Windmill worker does) on the inputs in examples/, and prints for each the
-request as Kustomer received it and the job's result; then one bad input, to show the error a
-Windmill user reads. With KUSTOMER_API_KEY set it still uses the sandbox unless you add --yes, since
-the real API would record real messages on real timelines.
+Starts the embedded Kustomer sandbox, runs create_message and bulk_create_messages as Windmill workers
+run them (a fresh process each) on the inputs in examples/, then wait_for_bulk_results on the bulk
+operation just queued, and prints for each the request as Kustomer received it, the job's log and
+its result; then one bad input, to show the error a Windmill user reads. With KUSTOMER_API_KEY set
+it still uses the sandbox unless you add --yes, since the real API would record real messages on
+real timelines.
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ from workbench.sandbox import Sandbox
 from workbench.worker import ROOT, SCRIPTS, run_job
 
 EXAMPLES = ROOT / "examples"
+# Each run: the script and its input; wait_for_bulk_results takes the bulk operation the run before made.
 RUNS = (
     ("create_message", "create_message.json"),
     ("bulk_create_messages", "bulk_create_messages.json"),
+    ("wait_for_bulk_results", None),
     ("create_message", "invalid_create_message.json"),
 )
 
@@ -56,9 +59,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_all(auth: dict[str, str], sandbox: Sandbox | None) -> int:
+    previous: Any = None
+    args: dict[str, Any] = {}
     for script, example in RUNS:
-        args = json.loads((EXAMPLES / example).read_text())
-        print(f"\n=== {script}  with examples/{example}")
+        if example:
+            args = json.loads((EXAMPLES / example).read_text())
+            print(f"\n=== {script}  with examples/{example}")
+        else:  # the bulk operation just queued: what became of each of its messages
+            bulk = previous["data"]
+            count = len(args["body"])
+            args = {"bulk_id": bulk["id"], "submitted_at": bulk["attributes"]["createdAt"], "expected_items": count}
+            print(f"\n=== {script}  with the bulk_id {bulk['id']} just returned (each message's outcome)")
         seen = len(sandbox.requests) if sandbox else 0
         job = run_job(SCRIPTS / f"{script}.py", {**args, "auth": auth})
         if sandbox:
@@ -67,16 +78,17 @@ def run_all(auth: dict[str, str], sandbox: Sandbox | None) -> int:
                 headers = {
                     k: v for k, v in request["headers"].items() if k in ("Authorization", "User-Agent", "Content-Type")
                 }
-                show(
-                    f"Kustomer received: {request['method']} {request['path']}",
-                    {"headers": headers, "body": request["body"]},
-                )
+                shown = {"headers": headers, "body": request["body"]} if request["method"] == "POST" else headers
+                show(f"Kustomer received: {request['method']} {request['path']}", shown)
             if not received:
                 print("\nKustomer received: nothing (the job failed before sending)")
+        for line in job.logs.splitlines():
+            print(f"\nJob log: {line}")
         if job.exit_code == 0:
             show("Job result (what the next flow step reads as results.<step>):", job.result)
         else:
             show(f"Job failed ({job.result['name']}); Windmill's result pane shows:", job.result["message"])
+        previous = job.result
     print()
     return 0
 
