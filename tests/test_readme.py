@@ -21,6 +21,7 @@ def test_readme_shows_the_demos_sections() -> None:
         "$ uv run demo",
         "=== create_message  with examples/create_message.json",
         "=== bulk_create_messages  with examples/bulk_create_messages.json",
+        "=== wait_for_bulk_results  with the bulk_id ",
         "Kustomer received: nothing (the job failed before sending)",
     ):
         assert line in readme
