@@ -19,18 +19,20 @@ SCRIPTS = ROOT / "scripts" / "kustomer"
 TOKEN = "wm-token-not-to-be-printed"
 
 
-def deploy(standin: WindmillStandIn, *extra: str) -> subprocess.CompletedProcess[str]:
+def run_deploy(*args: str, token: str | None = TOKEN) -> subprocess.CompletedProcess[str]:
+    """`uv run deploy ARGS` with WM_TOKEN set to `token` (unset when None)."""
+    env = {k: v for k, v in os.environ.items() if k != "WM_TOKEN"}
+    if token is not None:
+        env["WM_TOKEN"] = token
     done = subprocess.run(
-        [str(DEPLOY), "--base-url", standin.url, "--token", TOKEN, "--workspace", "support-ws", *extra],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        env=dict(os.environ),
+        [str(DEPLOY), *args], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False, env=env
     )
     assert TOKEN not in done.stdout + done.stderr
     return done
+
+
+def deploy(standin: WindmillStandIn, *extra: str) -> subprocess.CompletedProcess[str]:
+    return run_deploy("--base-url", standin.url, "--token", TOKEN, "--workspace", "support-ws", *extra, token=None)
 
 
 def writes(standin: WindmillStandIn) -> list[tuple[str, str, str]]:
@@ -199,15 +201,7 @@ def test_without_it_sync_push_would_delete_other_teams_items(tmp_path: Path) -> 
     ],
 )
 def test_bad_arguments_fail_in_one_line_each_even_with_dry_run(args: list[str], expected: str) -> None:
-    done = subprocess.run(
-        [str(DEPLOY), *args, "--dry-run"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env={**os.environ, "WM_TOKEN": TOKEN},
-    )
+    done = run_deploy(*args, "--dry-run")
     assert done.returncode == 2
     assert done.stderr.startswith(f"deploy: {expected}")
     assert len(done.stderr.strip().splitlines()) == 1
@@ -215,34 +209,17 @@ def test_bad_arguments_fail_in_one_line_each_even_with_dry_run(args: list[str], 
 
 
 def test_no_token_anywhere_is_one_line() -> None:
-    env = {k: v for k, v in os.environ.items() if k != "WM_TOKEN"}
-    done = subprocess.run(
-        [str(DEPLOY), "--base-url", "https://app.windmill.dev", "--workspace", "ws", "--dry-run"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env=env,
-    )
+    done = run_deploy("--base-url", "https://app.windmill.dev", "--workspace", "ws", "--dry-run", token=None)
     assert done.returncode == 2
     assert done.stderr.strip() == "deploy: no token: set WM_TOKEN (the variable the wmill CLI reads) or pass --token"
 
 
-def test_the_token_comes_from_wm_token_and_never_appears_in_a_command_line() -> None:
+def test_the_token_comes_from_wm_token_and_reaches_the_cli_through_its_environment() -> None:
     with WindmillStandIn() as standin:
-        done = subprocess.run(
-            [str(DEPLOY), "--base-url", standin.url, "--workspace", "support-ws"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-            env={**os.environ, "WM_TOKEN": TOKEN},
-        )
+        done = run_deploy("--base-url", standin.url, "--workspace", "support-ws")  # no --token anywhere
     assert done.returncode == 0, done.stdout + done.stderr
+    assert standin.requests
     assert all(r["authorization"] == f"Bearer {TOKEN}" for r in standin.requests)
-    assert TOKEN not in done.stdout + done.stderr
 
 
 def test_a_folder_lookup_refused_for_another_reason_than_not_found_stops_before_any_push() -> None:
