@@ -885,6 +885,8 @@ class _Exchange:
             self.stream = info.get("return_value")
         elif event.endswith(".send_request_headers.started") and info["request"].method != b"CONNECT":
             self.sent = True
+            if self.timer is not None:  # httpcore retried on a new connection: one deadline for the attempt
+                return
             self.timer = threading.Timer(self.policy.response_deadline, self.expire)
             self.timer.daemon = True
             self.timer.start()
