@@ -13,6 +13,8 @@ problem is reported at once with its position (`body[3].channel: ...`). Give eac
 `_clientRef` (all of them or none) to match Kustomer's per-item results to your input. Rate limits
 (429) are waited out; a request whose outcome is unknown is never repeated. For more than 100
 messages use the flow `f/kustomer/import_messages`, which batches, loops and reports every message.
+
+Kustomer's reference: https://developer.kustomer.com/api/core-resources/bulk-create-messages
 """
 
 import contextlib

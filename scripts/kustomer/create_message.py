@@ -12,6 +12,8 @@ a request whose outcome is unknown (5xx, timeout after sending) is never repeate
 never created twice; when its answer is lost and the message has an `externalId`, it is looked up by
 it. The result is Kustomer's JSON unchanged: in a flow, the next step reads the new message's id
 as `results.<this step>.data.id`.
+
+Kustomer's reference: https://developer.kustomer.com/api/core-resources/create-message
 """
 
 import contextlib

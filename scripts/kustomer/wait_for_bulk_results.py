@@ -10,6 +10,9 @@ and returns one entry per message, matched by its `_clientRef`: `created` with t
 the new messages' ids. The API key needs the role `org.permission.bulk.read` (or the legacy
 `org.user.bulk.read`). Reading is safe to repeat, so a lost answer (5xx, timeout) is asked again,
 and a 429 is waited out; every wait prints a line in the job's log.
+
+Kustomer's reference: https://developer.kustomer.com/api/core-resources/get-bulk-operation-by-id and
+https://developer.kustomer.com/api/core-resources/get-bulk-operation-batches
 """
 
 import contextlib
