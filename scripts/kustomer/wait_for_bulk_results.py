@@ -393,6 +393,8 @@ def _base_url_problem(base_url: Any, key: str) -> str | None:
     shown = _show(base_url.strip(), 120)
     if url.scheme not in ("http", "https"):
         return f"{shown} is not an https URL {example}"
+    if not re.fullmatch(rb"[A-Za-z0-9.:-]+", url.raw_host) or not 0 < (url.port or 443) < 65536:
+        return f"{shown} does not name a host (and port) that can be reached, {example}"
     if url.query or url.fragment or url.path.rstrip("/") not in ("", "/v1"):
         return f"{shown} must be a host and nothing else (no path, ?query or #fragment), {example}"
     if url.scheme == "http" and not _is_loopback(url.host):
