@@ -331,14 +331,15 @@ def _string_problems(value: str, schema: Schema, where: str) -> list[str]:
 _OBJECT_ID_RE = re.compile(r"[0-9a-fA-F]{24}")
 # RFC 3339 section 5.6: full-date "T" full-time; seconds and a time zone are required; T and Z may be lowercase.
 _RFC3339 = re.compile(r"(\d{4})-(\d\d)-(\d\d)[Tt](\d\d):(\d\d):(\d\d)(?:\.\d+)?(?:[Zz]|([+-])(\d\d):(\d\d))")
-_ALMOST_DATE_TIME = re.compile(r"\d{4}-\d\d-\d\d(?:([Tt ])\d\d:\d\d(:\d\d(?:[.,]\d+)?)?\s*([Zz]|[+-]\d\d(:?\d\d)?)?)?")
+# Patterns used only to explain a refusal: plain strings, compiled by re on first use, not at every import.
+_ALMOST_DATE_TIME = r"\d{4}-\d\d-\d\d(?:([Tt ])\d\d:\d\d(:\d\d(?:[.,]\d+)?)?\s*([Zz]|[+-]\d\d(:?\d\d)?)?)?"
 
 
 def _date_time_problem(value: str) -> str | None:
     """None for an RFC 3339 date-time with a real calendar date and time; else what is wrong with it."""
     match = _RFC3339.fullmatch(value)
     if not match:
-        near = _ALMOST_DATE_TIME.fullmatch(value)
+        near = re.fullmatch(_ALMOST_DATE_TIME, value)
         if not near:
             return "expected YYYY-MM-DDTHH:MM:SS and a time zone"
         separator, seconds, zone, zone_minutes = near.groups()
@@ -918,12 +919,7 @@ class _Exchange:
     # -- waits --
 
     def pause(self, wait: float, why: str, attempt: int, most: int) -> None:
-        if wait >= self.policy.log_waits_from:  # Windmill shows this as the job's log while it runs
-            until = time.strftime("%H:%M:%S", time.gmtime(self.policy.clock() + wait))
-            print(
-                f"{why}; waiting {wait:.0f} s, until {until} UTC, then attempt {attempt} of at most {most}.", flush=True
-            )
-        self.policy.sleep(wait)
+        _wait_saying_why(self.policy, wait, why, f"attempt {attempt} of at most {most}")
         self.waited += wait
 
     # -- answers --
@@ -1061,8 +1057,8 @@ class _Exchange:
     def shown(self, text: str, limit: int) -> str:
         """Text that came from the server or the network, as it may be shown: control and format
         characters removed, the key hidden, then shortened. Never used on the script's own words."""
-        text = _ANSI_ESCAPE.sub("", text)
-        text = _CONTROL.sub(" ", text)
+        text = re.sub(_ANSI_ESCAPE, "", text)
+        text = re.sub(_CONTROL, " ", text)
         if not text.isascii():
             import unicodedata  # only on error paths, and only for text that needs it
 
@@ -1086,8 +1082,9 @@ _TRANSPORT_REASONS: dict[type[Exception], str] = {
 }
 # Failures that can only happen once the request has started to go out.
 _AFTER_SENDING = (httpx.ReadError, httpx.ReadTimeout, httpx.WriteError, httpx.WriteTimeout, httpx.RemoteProtocolError)
-_ANSI_ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|.)?")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Only text from the server on an error path is cleaned: compiled by re on first use, not at every import.
+_ANSI_ESCAPE = r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|.)?"
+_CONTROL = r"[\x00-\x1f\x7f-\x9f]"
 _REGION_HINT = (
     "set auth.baseUrl to the key's region: EU https://api.prod2.kustomerapp.com, India "
     "https://api.prod4.kustomerapp.com, or https://<your-org>.api.kustomerapp.com, which routes to it."
@@ -1115,6 +1112,16 @@ class _BoundedDecoder:
             self.full = True
             return data[: len(data) - (self.size - self.limit)]
         return data
+
+
+def _wait_saying_why(policy: RetryPolicy, wait: float, why: str, then: str) -> None:
+    """Sleep `wait` seconds; from `log_waits_from` on, first say why in one line, which Windmill shows as
+    the job's log while it runs (never the key, never the body)."""
+    if wait >= policy.log_waits_from:
+        until = time.strftime("%H:%M:%S", time.gmtime(policy.clock() + wait))
+        print(f"{why}; waiting {wait:.0f} s, until {until} UTC, then {then}.", flush=True)
+    if wait > 0:
+        policy.sleep(wait)
 
 
 def _failed_attempt_wait(attempts: int, waited: float, policy: RetryPolicy) -> float | None:

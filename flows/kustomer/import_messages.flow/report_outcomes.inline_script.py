@@ -101,11 +101,11 @@ def _batch_outcomes(batch: dict[str, Any], answer: Any, confirmation: Any) -> li
 
 
 def _outcome(
-    position: int, message: dict[str, Any], outcome: str, why: str, check: str = "", id: Any = None
+    position: int, message: dict[str, Any], outcome: str, why: str, check: str = "", message_id: Any = None
 ) -> dict[str, Any]:
     entry: dict[str, Any] = {"position": position, "_clientRef": message.get("_clientRef"), "outcome": outcome}
-    if id:
-        entry["id"] = id
+    if message_id:
+        entry["id"] = message_id
     if why:
         entry["why"] = why
     if check:
