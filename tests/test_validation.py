@@ -278,7 +278,7 @@ def test_a_long_list_of_problems_is_cut_short() -> None:
     ("script", "body", "expected"),
     [
         (create_message, [VALID], "body: must be an object, got a list"),
-        (create_message, "{}", "body: must be an object, got a string"),
+        (create_message, '"{}"', "body: must be an object, got a string"),  # JSON text of a string
         (create_message, None, "body: must be an object, got null"),
         (bulk_create_messages, VALID, "body: must be a list of 1 to 100 message objects, got an object"),
         (bulk_create_messages, [], "body: the list is empty; give 1 to 100 messages"),

@@ -24,8 +24,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Any, NamedTuple
+
+from workbench.workspace import CLOUD_JOB_TIMEOUT, CLOUD_SCRIPT_RESULT_BYTES, TOO_LARGE, InterpolationError, Workspace
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = ROOT / "scripts" / "kustomer"
@@ -57,6 +60,7 @@ def res_to_json(res):
     return {postprocessor}
 
 
+{loader}
 try:
     from {module} import {name} as inner_script
 
@@ -79,6 +83,44 @@ except BaseException as e:
     with open(result_json, "w") as f:
         f.write(json.dumps(err, separators=(",", ":"), default=str).replace("\n", ""))
     sys.exit(1)
+"""
+
+
+# The worker's Python loader (windmill-worker loader.py, WindmillFinder), same rule in our words: a
+# module f.<folder>.<script> (or u.<user>.<script>) not found beside the job is fetched from
+# {BASE_INTERNAL_URL}/api/w/{WM_WORKSPACE}/scripts/raw/p/<path>.py with the job's token, written under
+# ./tmp/ and imported; f and f.<folder> are namespaces, and a 404 makes a namespace too.
+_LOADER = r"""
+import importlib.abc, importlib.machinery, urllib.error, urllib.request
+
+
+class _WorkspaceScripts(importlib.abc.MetaPathFinder):
+    @classmethod
+    def find_spec(cls, name, path, target=None):
+        parts = name.split(".")
+        if parts[0] not in ("f", "u"):
+            return None
+        if len(parts) <= 2:
+            return importlib.machinery.ModuleSpec(name, None, is_package=True)
+        folder = os.path.join(os.getcwd(), "tmp", *parts[:-1])
+        file = os.path.join(folder, parts[-1] + ".py")
+        if not os.path.exists(file):
+            url = "{}/api/w/{}/scripts/raw/p/{}.py".format(
+                os.environ.get("BASE_INTERNAL_URL"), os.environ.get("WM_WORKSPACE"), "/".join(parts)
+            )
+            request = urllib.request.Request(url, None, {"Authorization": "Bearer " + os.environ.get("WM_TOKEN", "")})
+            try:
+                with urllib.request.urlopen(request) as answer:
+                    code = answer.read().decode("utf-8")
+            except urllib.error.HTTPError:
+                return importlib.machinery.ModuleSpec(name, None, is_package=True)
+            os.makedirs(folder, exist_ok=True)
+            with open(file, "w") as out:
+                out.write(code)
+        return importlib.machinery.ModuleSpec(name, importlib.machinery.SourceFileLoader(name, file), origin=file)
+
+
+sys.meta_path.append(_WorkspaceScripts)
 """
 
 
@@ -113,32 +155,69 @@ def run_job(
     workspace_path: str | None = None,
     timeout: float = 600,
     step_id: str | None = None,
+    workspace: Workspace | None = None,
+    root_job: str | None = None,
 ) -> JobResult:
-    """Run `script` as a worker would, in a fresh process, with `args` as the job's arguments."""
+    """Run `script` as a worker would, in a fresh process, with `args` as the job's arguments.
+
+    The job gets its own token and the workspace's environment; its arguments are interpolated as the
+    worker does; under Cloud's rules an over-large result or a run past 900 s fails the job."""
+    workspace = workspace or Workspace(cloud=False)
     workspace_path = workspace_path or f"f/kustomer/{script.stem}"
     folder, _, name = workspace_path.rpartition("/")
+    job_id = str(uuid.uuid4())
+    token = workspace.new_token()
+    reserved = {"WM_TOKEN": token, "WM_WORKSPACE": workspace.name, "WM_JOB_ID": job_id, "WM_JOB_PATH": workspace_path}
+    reserved["WM_ROOT_FLOW_JOB_ID"] = root_job or job_id
+    if step_id:
+        reserved["WM_FLOW_STEP_ID"] = step_id
+    try:
+        given = workspace.interpolate(args, reserved)
+    except InterpolationError as missing:
+        return _failed(workspace, args, {"message": f"Not found: {missing}", "name": "NotFound"})
     source = script.read_text()
     skip = "skip_result_postprocessing" in script_annotations(source)
+    if workspace.cloud:
+        timeout = min(timeout, CLOUD_JOB_TIMEOUT)
     with tempfile.TemporaryDirectory(prefix="windmill-job-") as job_dir:
         module_dir = Path(job_dir, folder)
         module_dir.mkdir(parents=True)
         shutil.copyfile(script, module_dir / f"{name}.py")
-        Path(job_dir, "args.json").write_text(json.dumps(args))
+        Path(job_dir, "args.json").write_text(json.dumps(given))
         wrapper = _WRAPPER.format(
-            module=folder.replace("/", "."), name=name, postprocessor=_UNPROCESSED if skip else _POSTPROCESS
+            module=folder.replace("/", "."),
+            name=name,
+            postprocessor=_UNPROCESSED if skip else _POSTPROCESS,
+            loader=_LOADER if workspace.base_url else "",
         )
         Path(job_dir, "wrapper.py").write_text(wrapper)
         env = {k: os.environ[k] for k in _PASSED_ENV if k in os.environ}
-        env.update({"WM_JOB_PATH": workspace_path, **({"WM_FLOW_STEP_ID": step_id} if step_id else {})})
-        completed = subprocess.run(
-            [sys.executable, "-u", "-m", "wrapper"],
-            cwd=job_dir,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
+        env.update(reserved)
+        if workspace.base_url:
+            env.update({"BASE_INTERNAL_URL": workspace.base_url, "WM_BASE_URL": workspace.base_url})
+        try:
+            completed = subprocess.run(
+                [sys.executable, "-u", "-m", "wrapper"],
+                cwd=job_dir,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            message = f"job process terminated due to timeout: it ran past {timeout:g} s"
+            return _failed(workspace, given, {"message": message, "name": "ExecutionErr"})
         result_file = Path(job_dir, "result.json")
         output = result_file.read_text() if result_file.exists() else "null"
-    return JobResult(completed.returncode, json.loads(output), output, completed.stdout + completed.stderr)
+    logs = completed.stdout + completed.stderr
+    if workspace.cloud and len(output.encode()) > CLOUD_SCRIPT_RESULT_BYTES:
+        return _failed(workspace, given, {"message": TOO_LARGE, "name": "ExecutionErr"}, logs)
+    workspace.record(given, len(output.encode()))
+    return JobResult(completed.returncode, json.loads(output), output, logs)
+
+
+def _failed(workspace: Workspace, args: Any, error: dict[str, Any], logs: str = "") -> JobResult:
+    output = json.dumps(error, separators=(",", ":"))
+    workspace.record(args, len(output))
+    return JobResult(1, error, output, logs)

@@ -13,6 +13,11 @@ never created twice; when its answer is lost and the message has an `externalId`
 it. The result is Kustomer's JSON unchanged: in a flow, the next step reads the new message's id
 as `results.<this step>.data.id`.
 
+`body` may also be the JSON text of the message (in a flow: `JSON.stringify(...)`), parsed strictly.
+Give it as text whenever message text comes from outside (emails, webhooks, another system):
+Windmill rewrites strings such as `$WM_TOKEN` or `$var:...` in structured job arguments, never
+inside one string. A body holding this job's own Windmill token is refused, never sent.
+
 Kustomer's reference: https://developer.kustomer.com/api/core-resources/create-message
 """
 
@@ -44,8 +49,9 @@ class kustomer(TypedDict):
 
 def main(auth: kustomer, body: dict) -> Any:  # type: ignore[type-arg]  # Windmill's form needs a bare `dict`
     """Record `body`, one Kustomer message object, and return Kustomer's answer."""
-    problems = _size_problems(body, "body") or _message_problems(body, "body", CREATE_REQUIRED)
-    _raise_if_invalid(_auth_problems(auth) + problems)
+    body, problems = _given_body(body)
+    problems = problems or _size_problems(body, "body") or _message_problems(body, "body", CREATE_REQUIRED)
+    _raise_if_invalid(_auth_problems(auth) + (problems or _token_problems(body, "body")))
     create = _Endpoint("POST", "/v1/messages", MESSAGE_WRITE_ROLE, IDS_NOT_FOUND)
     try:
         return _call_kustomer(auth, create, body, _check_before_rerun(body))
@@ -506,6 +512,65 @@ def _expected(schema: Schema) -> str:
     if kind == "array" and isinstance(schema.get("items"), dict):
         return f"a list of {_expected(schema['items']).removeprefix('a ').removeprefix('an ')}s"
     return names.get(str(kind), "a JSON value")
+
+
+def _given_body(body: Any) -> tuple[Any, list[str]]:
+    """The body as given, or parsed from JSON text: a text body is what keeps Windmill's worker from
+    rewriting strings in it (it replaces `$var:...`, `$res:...` and `$WM_TOKEN` in structured job
+    arguments, never inside one string). Parsed strictly: no NaN or Infinity, no key named twice."""
+    if not isinstance(body, str):
+        return body, []
+    try:
+        return json.loads(body, parse_constant=_not_json_constant, object_pairs_hook=_once_each), []
+    except _RepeatedKeyError as repeated:
+        return None, [f"body: the JSON text names the key {_show(repeated.key, 40)} twice in one object"]
+    except ValueError as exc:  # JSONDecodeError, or a constant refused: say where, never the text itself
+        at = f" (line {exc.lineno}, column {exc.colno})" if isinstance(exc, json.JSONDecodeError) else ""
+        why = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+        return None, [f"body: is text but not JSON{at}: {why}; give the message object, or its JSON text"]
+
+
+class _RepeatedKeyError(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _once_each(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise _RepeatedKeyError(key)
+        found[key] = value
+    return found
+
+
+def _not_json_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _token_problems(body: Any, where: str) -> list[str]:
+    """Windmill's worker replaces a string `$WM_TOKEN` in a structured argument by the job's own token
+    (worker common.rs, transform_json): a customer's text can carry it. It is never sent to Kustomer.
+    One comparison per string; the places are found only when there is one."""
+    token = os.environ.get("WM_TOKEN")
+    if not token:
+        return []
+    places, stack = [], [(body, where)]
+    while stack:
+        value, place = stack.pop()
+        if isinstance(value, str):
+            if value == token:
+                places.append(place)
+        elif isinstance(value, dict):
+            stack.extend((v, _at(place, k) if isinstance(k, str) else place) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((v, f"{place}[{i}]") for i, v in enumerate(value))
+    return [
+        f"{place}: holds this job's Windmill token, which Windmill put there in place of a text `$WM_TOKEN`: "
+        "pass the body as JSON text (in a flow: JSON.stringify(...)) so that no text in it is replaced"
+        for place in sorted(places)
+    ]
 
 
 def _check_before_rerun(body: Any) -> str:

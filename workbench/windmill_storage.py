@@ -1,0 +1,178 @@
+"""A loopback stand-in for the parts of a Windmill server that a job calls back: the workspace object
+storage and the script loader. Exactly the routes the real clients call, read from their source:
+
+- `POST /api/w/{workspace}/job_helpers/upload_s3_file?file_key=K` with the raw bytes, answering
+  `{"file_key": K}` (a key is made when none is given), and `GET .../job_helpers/download_s3_file
+  ?file_key=K`, streamed: what PyPI `wmill` (client.py `write_s3_file`, s3_reader.py) calls.
+- `GET /api/w/{workspace}/scripts/raw/p/{path}.py`: what the worker's Python loader
+  (windmill-worker loader.py, `WindmillFinder`) fetches for `from f.<folder>.<script> import ...`;
+  a path that is no script answers 404, which the loader treats as a folder.
+
+Every request must carry a job token the workspace issued. Objects live in a temporary folder, so a
+50 MB import costs no memory here; bytes read and written are counted for the benchmark.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import threading
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from workbench.workspace import Workspace
+
+_CHUNK = 64 * 1024
+
+
+class WindmillStorage:
+    """Serves a workspace's object storage and scripts on loopback while in a `with` block."""
+
+    def __init__(self, workspace: Workspace, scripts: dict[str, Path]) -> None:
+        self.workspace = workspace
+        self.scripts = scripts  # workspace path (f/kustomer/create_message) -> file
+        self.folder = Path(tempfile.mkdtemp(prefix="windmill-storage-"))
+        self.bytes_written = 0
+        self.bytes_read = 0
+        self.lock = threading.Lock()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self.server.daemon_threads = True
+        self.server.storage = self  # type: ignore[attr-defined]
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_port}"
+
+    def __enter__(self) -> WindmillStorage:
+        self.thread.start()
+        self.workspace.base_url = self.url
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def path_of(self, key: str) -> Path | None:
+        """Where an object is kept; None for a key that would leave the folder."""
+        parts = [p for p in key.split("/") if p]
+        if not parts or any(p in (".", "..") for p in parts):
+            return None
+        return self.folder.joinpath(*parts)
+
+    def put(self, key: str, data: bytes) -> None:
+        """Store an object directly (what a user's upload in the flow form does)."""
+        path = self.path_of(key)
+        assert path is not None, f"not a storage key: {key!r}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+    def get(self, key: str) -> bytes:
+        path = self.path_of(key)
+        assert path is not None, f"not a storage key: {key!r}"
+        return path.read_bytes()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet, like the sandbox
+        pass
+
+    @property
+    def storage(self) -> WindmillStorage:
+        return self.server.storage  # type: ignore[attr-defined,no-any-return]
+
+    def _route(self) -> tuple[str, dict[str, str]] | None:
+        if self.headers.get("Authorization", "").removeprefix("Bearer ") not in self.storage.workspace.tokens:
+            self._answer(401, b"Unauthorized: not a token of this workspace")
+            return None
+        url = urlsplit(self.path)
+        prefix = f"/api/w/{self.storage.workspace.name}/"
+        if not url.path.startswith(prefix):
+            self._answer(404, b"Not found")
+            return None
+        query = {k: v[0] for k, v in parse_qs(url.query).items()}
+        return unquote(url.path.removeprefix(prefix)), query
+
+    def do_POST(self) -> None:
+        routed = self._route()
+        if routed is None:
+            return
+        route, query = routed
+        if route != "job_helpers/upload_s3_file":
+            self._answer(404, b"Not found")
+            return
+        key = query.get("file_key") or f"windmill_uploads/{uuid.uuid4().hex}"
+        path = self.storage.path_of(key)
+        if path is None:
+            self._answer(400, b"invalid file_key")
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        written = 0
+        with path.open("wb") as out:
+            for chunk in self._body_chunks():
+                out.write(chunk)
+                written += len(chunk)
+        with self.storage.lock:
+            self.storage.bytes_written += written
+        self._answer(200, json.dumps({"file_key": key}).encode(), "application/json")
+
+    def do_GET(self) -> None:
+        routed = self._route()
+        if routed is None:
+            return
+        route, query = routed
+        if route.startswith("scripts/raw/p/"):
+            script = self.storage.scripts.get(route.removeprefix("scripts/raw/p/").removesuffix(".py"))
+            if script is None:
+                self._answer(404, b"Not found")
+            else:
+                self._answer(200, script.read_bytes(), "text/plain")
+            return
+        if route != "job_helpers/download_s3_file":
+            self._answer(404, b"Not found")
+            return
+        path = self.storage.path_of(query.get("file_key", ""))
+        if path is None or not path.is_file():
+            self._answer(404, b"file not found in the workspace storage")
+            return
+        size = path.stat().st_size
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(size))
+        self.end_headers()
+        with path.open("rb") as source:
+            while chunk := source.read(_CHUNK):
+                self.wfile.write(chunk)
+        with self.storage.lock:
+            self.storage.bytes_read += size
+
+    def _body_chunks(self) -> Any:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    self.rfile.readline()
+                    return
+                yield self.rfile.read(size)
+                self.rfile.readline()
+        remaining = int(self.headers.get("Content-Length") or 0)
+        while remaining > 0:
+            chunk = self.rfile.read(min(_CHUNK, remaining))
+            if not chunk:
+                return
+            remaining -= len(chunk)
+            yield chunk
+
+    def _answer(self, status: int, body: bytes, kind: str = "text/plain") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
