@@ -32,8 +32,8 @@ def message(preview: str, **extra: Any) -> dict[str, Any]:
 # ---- the worker's rule, as the workbench imitates it ----
 
 
-def reserved(token: str = "wm_job_secret") -> dict[str, str]:
-    return {"WM_TOKEN": token, "WM_WORKSPACE": "local"}
+def reserved() -> dict[str, str]:
+    return {"WM_TOKEN": "wm_job_secret", "WM_WORKSPACE": "local"}
 
 
 def test_an_argument_holding_a_marker_is_walked_and_strings_that_start_with_a_dollar_are_replaced() -> None:
@@ -134,7 +134,8 @@ def test_a_body_holding_the_jobs_token_is_refused_naming_the_field(monkeypatch: 
     text = str(failure.value)
     assert "body[1].preview: holds this job's Windmill token" in text
     assert "pass the body as JSON text" in text
-    assert "wm_job_a_token_of_this_job" not in text and "a_token" not in text
+    assert "wm_job_a_token_of_this_job" not in text
+    assert "a_token" not in text
     assert not respx.calls
 
 
