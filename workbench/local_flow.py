@@ -17,24 +17,36 @@ tests/test_local_flow.py:
   results; without it the loop runs every iteration, then fails with the list of all their results).
 - inside a loop, `flow_input` is the flow's input plus `iter: {index, value}`.
 
-Expressions are plain paths only (flow_input.x, results.<step>.y, flow_input.iter.value.z); Windmill
-evaluates them as JavaScript, which the local runner does not.
+- expressions: `flow_input.NAME` and `results.ID` are read directly; any other expression runs in
+  QuickJS (js_eval.rs), with the whole flow input loaded into it when it names `flow_input`, under
+  Windmill's 32 MB heap and 20 s limits: an expression Windmill could not evaluate fails here too.
+- what a workspace stores and refuses (workbench/workspace.py): every job's arguments and result are
+  counted, a loop iteration's arguments being the whole flow input plus `iter`; under Cloud's rules
+  an iteration or flow whose result is 3 MiB or more fails.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
+import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import quickjs
 import yaml
 
-from workbench.worker import SCRIPTS, JobResult, run_job
+from workbench.windmill_storage import WindmillStorage
+from workbench.worker import SCRIPTS, JobResult, run_job, script_names
+from workbench.workspace import CLOUD_JOB_RESULT_BYTES, Workspace
 
-_PATH = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+_DIRECT = re.compile(r"(flow_input|results)\.([A-Za-z_]\w*)")  # js_eval.rs reads these without QuickJS
+QUICKJS_MEMORY = 32 * 1024 * 1024  # QUICKJS_MEMORY_LIMIT
+QUICKJS_SECONDS = 20  # EVAL_TIMEOUT_MS
 
 
 class FlowStepError(Exception):
@@ -50,12 +62,23 @@ class FlowStepError(Exception):
 class _Flow(NamedTuple):
     folder: Path  # the .flow folder, where `!inline` files live
     path: str  # its workspace path, e.g. f/kustomer/import_messages
+    workspace: Workspace
+    job: str  # the flow job's id: WM_ROOT_FLOW_JOB_ID of every job in it
 
 
-def run_flow_job(flow: Path, args: dict[str, Any]) -> JobResult:
+@contextlib.contextmanager
+def local_workspace(cloud: bool = True, **store: Any) -> Iterator[tuple[Workspace, WindmillStorage]]:
+    """A workspace with its object storage and script loader served on loopback."""
+    workspace = Workspace(cloud=cloud, **store)
+    scripts = {f"f/kustomer/{name}": SCRIPTS / f"{name}.py" for name in script_names()}
+    with WindmillStorage(workspace, scripts) as storage:
+        yield workspace, storage
+
+
+def run_flow_job(flow: Path, args: dict[str, Any], workspace: Workspace | None = None) -> JobResult:
     """A flow run as one job: its result, or the failed step's error, as Windmill shows them."""
     try:
-        result = run_flow(flow, args)
+        result = run_flow(flow, args, workspace)
     except FlowStepError as failure:
         error = failure.error if isinstance(failure.error, dict) else {"message": str(failure.error)}
         error = {**error, "step_id": error.get("step_id", failure.step)}
@@ -63,11 +86,27 @@ def run_flow_job(flow: Path, args: dict[str, Any]) -> JobResult:
     return JobResult(0, result, json.dumps(result, separators=(",", ":"), default=str), "")
 
 
-def run_flow(flow_dir: Path, inputs: dict[str, Any]) -> Any:
-    """Run the flow in `flow_dir` (holding flow.yaml) with `inputs`, and return its result."""
+def run_flow(flow_dir: Path, inputs: dict[str, Any], workspace: Workspace | None = None) -> Any:
+    """Run the flow in `flow_dir` (holding flow.yaml) with `inputs`, and return its result; without a
+    workspace, in a fresh one under Cloud's rules, with its storage."""
+    if workspace is None:
+        with local_workspace() as (fresh, _):
+            return run_flow(flow_dir, inputs, fresh)
     flow = yaml.safe_load((flow_dir / "flow.yaml").read_text())
-    where = _Flow(flow_dir, f"f/kustomer/{flow_dir.name.removesuffix('.flow')}")
-    return _run_modules(where, flow["value"]["modules"], dict(inputs), {})
+    where = _Flow(flow_dir, f"f/kustomer/{flow_dir.name.removesuffix('.flow')}", workspace, str(uuid.uuid4()))
+    result = _run_modules(where, flow["value"]["modules"], dict(inputs), {})
+    _stored(where, step="flow", args=inputs, result=result)
+    return result
+
+
+def _stored(flow: _Flow, step: str, args: Any, result: Any) -> None:
+    """A flow or loop iteration job completes: the workspace stores its arguments and result, and on
+    Cloud refuses a result of 3 MiB or more (windmill-queue jobs.rs, check_result_size)."""
+    size = len(json.dumps(result, separators=(",", ":"), default=str).encode())
+    flow.workspace.record(args, size)
+    if flow.workspace.cloud and size >= CLOUD_JOB_RESULT_BYTES:
+        message = f"Result of job is too large: {size // (1024 * 1024)} MB, the limit is 3 MB on the cloud"
+        raise FlowStepError(step, {"message": message, "name": "ResultTooLarge"})
 
 
 def _run_modules(
@@ -96,10 +135,12 @@ def _run_module(
         if value.get("language") != "python3":
             raise FlowStepError(step, f"the local runner runs Python steps only, not {value.get('language')}")
         script = flow.folder / value["content"].removeprefix("!inline ")
-        job = run_job(script, args, workspace_path=f"{flow.path}/{step}", step_id=step)
+        job = run_job(script, args, f"{flow.path}/{step}", step_id=step, workspace=flow.workspace, root_job=flow.job)
     elif value["type"] == "script":
         name = value["path"].rsplit("/", 1)[-1]
-        job = run_job(SCRIPTS / f"{name}.py", args, workspace_path=value["path"], step_id=step)
+        job = run_job(
+            SCRIPTS / f"{name}.py", args, value["path"], step_id=step, workspace=flow.workspace, root_job=flow.job
+        )
     else:
         raise FlowStepError(step, f"the local runner does not run {value['type']} steps")
     if job.exit_code != 0:
@@ -117,9 +158,11 @@ def _run_loop(
 
     def iteration(index: int) -> Any:
         nonlocal failed
-        scope = {**flow_input, "iter": {"index": index, "value": items[index]}}
+        scope = {**flow_input, "iter": {"index": index, "value": items[index]}}  # the iteration job's args
         try:
-            return _run_modules(flow, value["modules"], scope, dict(results))
+            outcome = _run_modules(flow, value["modules"], scope, dict(results))
+            _stored(flow, step, scope, outcome)
+            return outcome
         except FlowStepError as failure:
             failed = True
             return {"error": failure.error if isinstance(failure.error, dict) else {"message": str(failure.error)}}
@@ -164,11 +207,29 @@ def _evaluate(step: str, transform: dict[str, Any], scope: dict[str, Any]) -> An
     if transform["type"] == "static":
         return transform.get("value")
     expr = transform["expr"].strip()
-    root, *parts = expr.split(".")
-    if not _PATH.fullmatch(expr) or root not in scope:
-        known = ", ".join(scope)
-        raise FlowStepError(step, f"the local runner evaluates plain paths from {known} only, not {expr!r}")
-    value: Any = scope[root]
-    for part in parts:
-        value = value.get(part) if isinstance(value, dict) else None
-    return value
+    direct = _DIRECT.fullmatch(expr)
+    if direct and direct[1] in scope:
+        root = scope[direct[1]]
+        return root.get(direct[2]) if isinstance(root, dict) else None
+    return _quickjs(step, expr, scope)
+
+
+def _quickjs(step: str, expr: str, scope: dict[str, Any]) -> Any:
+    """Any other expression, as Windmill evaluates it: in QuickJS, with what it names loaded into it."""
+    context = quickjs.Context()
+    context.set_memory_limit(QUICKJS_MEMORY)
+    context.set_time_limit(QUICKJS_SECONDS)
+    names = []
+    for name, value in scope.items():
+        if not re.search(rf"\b{name}\b", expr):
+            continue
+        if name == "results":  # fetched one by one, only those the expression names
+            value = {k: v for k, v in value.items() if re.search(rf"\bresults\.{re.escape(k)}\b", expr)}
+        context.set(f"__{name}", json.dumps(value, default=str))
+        names.append(f"const {name} = JSON.parse(__{name});")
+    try:
+        text = context.eval("(() => {" + " ".join(names) + f" return JSON.stringify(({expr}) ?? null); }})()")
+    except quickjs.JSException as exc:
+        message = f"Error during isolated evaluation of `{expr}`: {exc or 'out of memory (32 MB)'}"
+        raise FlowStepError(step, {"message": message, "name": "InternalErr"}) from None
+    return json.loads(text)
