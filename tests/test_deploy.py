@@ -12,7 +12,7 @@ import pytest
 import yaml
 from windmill_standin import WindmillStandIn
 
-from workbench.worker import ROOT, script_names
+from workbench.worker import FLOWS, ROOT, script_names
 
 DEPLOY = Path(sys.executable).parent / "deploy"
 SCRIPTS = ROOT / "scripts" / "kustomer"
@@ -77,10 +77,10 @@ def test_scripts_arrive_with_code_summary_description_schema_and_lock() -> None:
         assert sent["schema"] == meta["schema"]
         assert sent["lock"] == (SCRIPTS / f"{name}.script.lock").read_text()
     flow = body_of(standin, "/flows/create", "f/kustomer/import_messages")
-    split, send, _, confirm, _ = flow["value"]["modules"]
-    assert split["value"]["content"].startswith('"""Step 1 of import_messages')  # the inline file, inlined
-    assert send["value"]["modules"][1]["value"]["path"] == "f/kustomer/bulk_create_messages"
-    assert confirm["value"]["modules"][0]["value"]["path"] == "f/kustomer/wait_for_bulk_results"
+    prepare, send, confirm, _ = flow["value"]["modules"]
+    assert prepare["value"]["content"] == (FLOWS / "import_messages.flow" / "prepare.inline_script.py").read_text()
+    assert "from f.kustomer import bulk_create_messages" in send["value"]["modules"][0]["value"]["content"]
+    assert "from f.kustomer import wait_for_bulk_results" in confirm["value"]["modules"][0]["value"]["content"]
 
 
 def test_an_existing_folder_is_left_as_it_is() -> None:
@@ -100,9 +100,11 @@ def test_another_folder_moves_every_path_and_reference() -> None:
         "f/cx/import_messages",
     ]
     flow = body_of(standin, "/flows/create", "f/cx/import_messages")
-    assert flow["value"]["modules"][1]["value"]["modules"][1]["value"]["path"] == "f/cx/bulk_create_messages"
-    assert flow["value"]["modules"][3]["value"]["modules"][0]["value"]["path"] == "f/cx/wait_for_bulk_results"
+    send, confirm = flow["value"]["modules"][1:3]
+    assert "from f.cx import bulk_create_messages" in send["value"]["modules"][0]["value"]["content"]
+    assert "from f.cx import wait_for_bulk_results" in confirm["value"]["modules"][0]["value"]["content"]
     assert "f/kustomer/" not in str(flow)
+    assert "f.kustomer" not in str(flow)
 
 
 def test_dry_run_shows_the_plan_and_sends_nothing() -> None:

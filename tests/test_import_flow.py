@@ -109,7 +109,9 @@ def test_250_inline_messages_are_sent_in_3_bulk_requests_each_exactly_once(works
 
 def test_tempting_texts_reach_kustomer_exactly_and_come_back_exactly_in_retry(workspace: Any) -> None:
     ws, storage = workspace
-    given = [{**m, "preview": TEMPTING[i % 5], "subject": "50% off with $var: SAVE50"} for i, m in enumerate(messages(10))]
+    given = [
+        {**m, "preview": TEMPTING[i % 5], "subject": "50% off with $var: SAVE50"} for i, m in enumerate(messages(10))
+    ]
     given[7]["preview"] = "sandbox:fail $WM_TOKEN"  # Kustomer refuses this one: it must come back as it was
     with Sandbox() as box:
         job = run(ws, auth=auth(box), messages=given)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from workbench.local_flow import FlowStepError, run_flow
+from workbench.local_flow import FlowStepError, local_workspace, run_flow
 
 PROBE = """
 import time
@@ -95,7 +95,7 @@ def test_a_sleep_expression_sees_result_and_previous_result_not_results(tmp_path
     started = time.time()
     after = run_flow(flow(tmp_path, step("a", {"type": "javascript", "expr": "result.wait"}, wait=1), step("b")), {})
     assert after["at"] - started >= 1
-    with pytest.raises(FlowStepError, match="plain paths from flow_input, result, previous_result only"):
+    with pytest.raises(FlowStepError, match="'results' is not defined"):
         run_flow(flow(tmp_path, step("a", {"type": "javascript", "expr": "results.a.wait"}, wait=1), step("b")), {})
 
 
@@ -140,3 +140,63 @@ def test_a_loop_without_skip_failures_runs_every_iteration_then_fails_with_all_t
     outcomes = failure.value.error
     assert [("error" in o) for o in outcomes] == [False, True, False]
     assert outcomes[1]["error"]["step_id"] == "a"
+
+
+# ---- what a workspace stores and refuses (section 7 of the semantics notes) ----
+
+BIG = """
+def main(size: int = 0, label: str = ""):
+    return "x" * size
+"""
+
+
+def big_flow(tmp_path: Path, *modules: dict[str, Any]) -> Path:
+    folder = flow(tmp_path, *modules)
+    (folder / "probe.py").write_text(BIG)
+    return folder
+
+
+def test_on_cloud_a_script_result_over_2_mb_fails_the_step_with_windmills_message(tmp_path: Path) -> None:
+    """windmill-worker common.rs check_result_too_big: CLOUD_HOSTED and over MAX_RESULT_SIZE."""
+    with pytest.raises(FlowStepError, match="Result is too large for the cloud app") as failure:
+        run_flow(big_flow(tmp_path, step("a", size=2_000_100)), {})
+    assert failure.value.step == "a"
+    with local_workspace(cloud=False) as (self_hosted, _):
+        assert len(run_flow(big_flow(tmp_path, step("a", size=2_000_100)), {}, self_hosted)) == 2_000_100
+
+
+def test_every_iteration_stores_the_whole_flow_input_again(tmp_path: Path) -> None:
+    """worker_flow.rs: each iteration's args are the parent flow's args plus `iter`."""
+    inputs = {"payload": "p" * 100_000}
+    with local_workspace() as (workspace, _):
+        run_flow(big_flow(tmp_path, loop(step("a"), items=10)), inputs, workspace)
+    # 10 iterations and 10 steps inside them, each with its arguments; the flow itself once
+    assert 10 * 100_000 <= workspace.stored_bytes <= 12 * 100_000
+
+
+def test_an_expression_beyond_a_plain_path_runs_in_quickjs_with_the_flow_input_loaded(tmp_path: Path) -> None:
+    """js_eval.rs: flow_input.NAME is read directly; anything else is JavaScript, under a 32 MB heap."""
+    computed = step("a")
+    computed["value"]["input_transforms"]["label"] = {"type": "javascript", "expr": "flow_input.items.slice(1, 3)"}
+    (tmp_path / "js").mkdir()
+    folder = flow(tmp_path / "js", computed)
+    (folder / "probe.py").write_text("def main(label):\n    return label\n")
+    assert run_flow(folder, {"items": [1, 2, 3, 4]}) == [2, 3]
+    huge = {"items": [{"text": "t" * 1000, "n": i} for i in range(20_000)]}  # 20 MB: past QuickJS's heap
+    with pytest.raises(FlowStepError, match="Error during isolated evaluation"):
+        run_flow(folder, huge)
+    direct = step("a")
+    direct["value"]["input_transforms"]["label"] = {"type": "javascript", "expr": "flow_input.items"}
+    (tmp_path / "direct").mkdir()
+    plain = flow(tmp_path / "direct", direct)
+    (plain / "probe.py").write_text("def main(label):\n    return len(label)\n")
+    assert run_flow(plain, huge) == 20_000  # read directly: no QuickJS, no heap limit
+
+
+def test_on_cloud_a_flow_whose_result_is_3_mib_or_more_fails(tmp_path: Path) -> None:
+    """windmill-queue jobs.rs check_result_size, for every completed job: a loop of two 1.9 MB results
+    is a 3.8 MB flow result. Each step alone is under the 2 MB script limit."""
+    looped = big_flow(tmp_path, loop(step("a", size=1_900_000), items=2))
+    with pytest.raises(FlowStepError, match="too large"):
+        run_flow(looped, {})
+    assert len(run_flow(big_flow(tmp_path, loop(step("a", size=1_900_000), items=1)), {})) == 1

@@ -42,8 +42,8 @@ def stage(folder: str, into: Path) -> list[list[str]]:
         "summary: Kustomer scripts and flows\ndisplay_name: Kustomer\nowners: []\nextra_perms: {}\n"
     )
 
-    def relocate(text: str) -> str:
-        return text.replace("f/kustomer/", f"f/{folder}/")
+    def relocate(text: str) -> str:  # paths, and the flow steps' imports of the scripts (from f.kustomer import ...)
+        return text.replace("f/kustomer/", f"f/{folder}/").replace("from f.kustomer import", f"from f.{folder} import")
 
     for name in script_names():
         shutil.copyfile(SCRIPTS / f"{name}.py", target / f"{name}.py")
@@ -52,7 +52,8 @@ def stage(folder: str, into: Path) -> list[list[str]]:
     flows = []
     for flow in sorted(FLOWS.glob("*.flow")):
         shutil.copytree(flow, target / flow.name)
-        (target / flow.name / "flow.yaml").write_text(relocate((flow / "flow.yaml").read_text()))
+        for file in [flow / "flow.yaml", *sorted(flow.glob("*.py"))]:
+            (target / flow.name / file.name).write_text(relocate(file.read_text()))
         flows.append(flow.name.removesuffix(".flow"))
 
     commands = [["resource-type", "push", "kustomer.resource-type.yaml", "kustomer"]]

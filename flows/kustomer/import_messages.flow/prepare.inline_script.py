@@ -119,7 +119,11 @@ def main(
         f"Checked {counts['messages']} messages in {time.monotonic() - started:.1f} s: {counts['valid']} valid in "
         f"{len(batches)} batches, {counts['invalid']} invalid{' (skipped)' if counts['invalid'] else ''}."
     )
-    plan: dict[str, Any] = {"batches": len(batches), "requests": requests, "max_requests_per_minute": max_requests_per_minute}
+    plan: dict[str, Any] = {
+        "batches": len(batches),
+        "requests": requests,
+        "max_requests_per_minute": max_requests_per_minute,
+    }
     if minutes is not None:
         plan["minutes"] = round(minutes, 1)
     return {
