@@ -127,7 +127,7 @@ def test_tempting_texts_reach_kustomer_exactly_and_come_back_exactly_in_retry(wo
 def test_1000_inline_messages_stay_within_cloud_limits_and_the_copies_windmill_makes_are_counted(
     workspace: Any,
 ) -> None:
-    ws, storage = workspace
+    ws, _ = workspace
     given = messages(1000)
     size = len(json.dumps(given))
     with Sandbox() as box:
