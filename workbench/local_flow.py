@@ -30,9 +30,10 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -64,6 +65,7 @@ class _Flow(NamedTuple):
     path: str  # its workspace path, e.g. f/kustomer/import_messages
     workspace: Workspace
     job: str  # the flow job's id: WM_ROOT_FLOW_JOB_ID of every job in it
+    log: Callable[[str], None] | None  # each step's log lines as they come, and the loops' progress
 
 
 @contextlib.contextmanager
@@ -75,10 +77,12 @@ def local_workspace(cloud: bool = True, **store: Any) -> Iterator[tuple[Workspac
         yield workspace, storage
 
 
-def run_flow_job(flow: Path, args: dict[str, Any], workspace: Workspace | None = None) -> JobResult:
+def run_flow_job(
+    flow: Path, args: dict[str, Any], workspace: Workspace | None = None, log: Callable[[str], None] | None = None
+) -> JobResult:
     """A flow run as one job: its result, or the failed step's error, as Windmill shows them."""
     try:
-        result = run_flow(flow, args, workspace)
+        result = run_flow(flow, args, workspace, log)
     except FlowStepError as failure:
         error = failure.error if isinstance(failure.error, dict) else {"message": str(failure.error)}
         error = {**error, "step_id": error.get("step_id", failure.step)}
@@ -86,14 +90,21 @@ def run_flow_job(flow: Path, args: dict[str, Any], workspace: Workspace | None =
     return JobResult(0, result, json.dumps(result, separators=(",", ":"), default=str), "")
 
 
-def run_flow(flow_dir: Path, inputs: dict[str, Any], workspace: Workspace | None = None) -> Any:
+def run_flow(
+    flow_dir: Path,
+    inputs: dict[str, Any],
+    workspace: Workspace | None = None,
+    log: Callable[[str], None] | None = None,
+) -> Any:
     """Run the flow in `flow_dir` (holding flow.yaml) with `inputs`, and return its result; without a
-    workspace, in a fresh one under Cloud's rules, with its storage."""
+    workspace, in a fresh one under Cloud's rules, with its storage. `log` gets every step's log lines
+    as they are written, prefixed with the step (and iteration), and a progress line per iteration."""
     if workspace is None:
         with local_workspace() as (fresh, _):
-            return run_flow(flow_dir, inputs, fresh)
+            return run_flow(flow_dir, inputs, fresh, log)
     flow = yaml.safe_load((flow_dir / "flow.yaml").read_text())
-    where = _Flow(flow_dir, f"f/kustomer/{flow_dir.name.removesuffix('.flow')}", workspace, str(uuid.uuid4()))
+    path = f"f/kustomer/{flow_dir.name.removesuffix('.flow')}"
+    where = _Flow(flow_dir, path, workspace, str(uuid.uuid4()), log)
     result = _run_modules(where, flow["value"]["modules"], dict(inputs), {})
     _stored(where, step="flow", args=inputs, result=result)
     return result
@@ -131,18 +142,23 @@ def _run_module(
     if value["type"] == "forloopflow":
         return _run_loop(flow, step, value, flow_input, results)
     args = {name: _evaluate(step, t, scope) for name, t in value.get("input_transforms", {}).items()}
+    iteration = flow_input.get("iter", {}).get("index") if isinstance(flow_input.get("iter"), dict) else None
+    label = f"{step} #{iteration}" if iteration is not None else step
+    log = flow.log
+
+    def on_log(line: str) -> None:
+        if log:
+            log(f"[{label}] {line}")
+
     if value["type"] == "rawscript":
         if value.get("language") != "python3":
             raise FlowStepError(step, f"the local runner runs Python steps only, not {value.get('language')}")
-        script = flow.folder / value["content"].removeprefix("!inline ")
-        job = run_job(script, args, f"{flow.path}/{step}", step_id=step, workspace=flow.workspace, root_job=flow.job)
+        script, path = flow.folder / value["content"].removeprefix("!inline "), f"{flow.path}/{step}"
     elif value["type"] == "script":
-        name = value["path"].rsplit("/", 1)[-1]
-        job = run_job(
-            SCRIPTS / f"{name}.py", args, value["path"], step_id=step, workspace=flow.workspace, root_job=flow.job
-        )
+        script, path = SCRIPTS / f"{value['path'].rsplit('/', 1)[-1]}.py", value["path"]
     else:
         raise FlowStepError(step, f"the local runner does not run {value['type']} steps")
+    job = run_job(script, args, path, step_id=step, workspace=flow.workspace, root_job=flow.job, on_log=on_log)
     if job.exit_code != 0:
         raise FlowStepError(step, job.result)
     return job.result
@@ -155,6 +171,7 @@ def _run_loop(
     if not isinstance(items, list):
         raise FlowStepError(step, f"the iterator gave {type(items).__name__}, not a list")
     failed = False
+    progress = _Progress(flow, step, len(items))
 
     def iteration(index: int) -> Any:
         nonlocal failed
@@ -162,10 +179,11 @@ def _run_loop(
         try:
             outcome = _run_modules(flow, value["modules"], scope, dict(results))
             _stored(flow, step, scope, outcome)
-            return outcome
         except FlowStepError as failure:
             failed = True
-            return {"error": failure.error if isinstance(failure.error, dict) else {"message": str(failure.error)}}
+            outcome = {"error": failure.error if isinstance(failure.error, dict) else {"message": str(failure.error)}}
+        progress.done(outcome)
+        return outcome
 
     if value.get("parallel"):
         with ThreadPoolExecutor(max_workers=_parallelism(step, value, flow_input, results, len(items))) as pool:
@@ -179,6 +197,29 @@ def _run_loop(
     if failed and not value.get("skip_failures"):
         raise FlowStepError(step, outcomes)  # Windmill's loop error: the results of its iterations
     return outcomes
+
+
+class _Progress:
+    """One line per finished iteration: n of m, what was created so far, the pace, the time left."""
+
+    def __init__(self, flow: _Flow, step: str, total: int) -> None:
+        self.flow, self.step, self.total = flow, step, total
+        self.count, self.created, self.started = 0, 0, time.monotonic()
+        self.lock = threading.Lock()
+
+    def done(self, outcome: Any) -> None:
+        if not self.flow.log:
+            return
+        with self.lock:
+            self.count += 1
+            created = outcome.get("created") if isinstance(outcome, dict) else None
+            self.created += created if isinstance(created, int) else 0
+            elapsed = time.monotonic() - self.started
+            left = elapsed / self.count * (self.total - self.count)
+            line = f"[{self.step}] {self.count} of {self.total} done in {elapsed:.0f} s, about {left:.0f} s left"
+            if self.created:
+                line += f"; {self.created} messages created so far ({self.created / max(elapsed, 1e-3) * 60:.0f}/min)"
+            self.flow.log(line)
 
 
 def _parallelism(

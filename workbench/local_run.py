@@ -1,25 +1,34 @@
 """Run one script or flow of this repository the way Windmill runs it, and print its result.
 
     uv run local-run NAME [--data JSON | --data @FILE] [--resource JSON | --resource @FILE] [--pretty]
+                          [--file MESSAGES.jsonl] [--variables @FILE] [--no-cloud] [--report-dir DIR]
 
 NAME is a script (create_message, f/kustomer/create_message, a .py file) or a flow (import_messages,
 a .flow folder). Each script runs as a worker-style job (workbench/worker.py): a fresh process, the
 worker's wrapper, its result encoding and its error object.
 
-The `auth` resource comes from --resource; else from KUSTOMER_API_KEY (and KUSTOMER_BASE_URL); else
-the embedded sandbox is started on a free loopback port. stderr says which.
+Every job runs in a local workspace (workbench/workspace.py): its arguments interpolated as the
+worker does (`$var:`/`$res:` from --variables, `$WM_TOKEN` the job's own token), its own WM_TOKEN,
+Cloud's limits unless --no-cloud, and a stand-in of the workspace storage on loopback, where --file
+is uploaded for the import flow. Each step's log is printed on stderr as it is written.
+
+The `auth` resource comes from --resource, or `auth` in --data; else from KUSTOMER_API_KEY (and
+KUSTOMER_BASE_URL); else the embedded sandbox is started on a free loopback port. stderr says which.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
+import contextlib
 import json
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from workbench.local_flow import run_flow_job
+from workbench.local_flow import local_workspace, run_flow_job
+from workbench.windmill_storage import WindmillStorage
 from workbench.worker import FLOWS, ROOT, SCRIPTS, JobResult, run_job, script_names
 
 
@@ -70,48 +79,125 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("name", help="a script (create_message, ...), a flow (import_messages), or a path")
     parser.add_argument("--data", help="the job arguments, e.g. '{\"body\": {...}}', or @FILE")
     parser.add_argument("--resource", help='the kustomer resource, e.g. \'{"apiKey": "..."}\', or @FILE')
+    parser.add_argument("--file", help="for the import flow: a JSON Lines or JSON file of messages, as messages_file")
+    parser.add_argument("--variables", help="the workspace's variables and resources: {path: value} or @FILE")
+    parser.add_argument("--report-dir", default="import-reports", help="where a flow's report files are saved")
+    parser.add_argument(
+        "--cloud",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="apply Windmill Cloud's limits (results over 2 MB, 900 s per job); --no-cloud for self-hosted",
+    )
     parser.add_argument("--pretty", action="store_true", help="indented result; an error as plain text")
     options = parser.parse_args(argv)
 
     target = resolve(options.name)
     is_flow = target.is_dir()
     args = read_json_option(options.data, "--data") if options.data is not None else {}
-    if not is_flow and (not isinstance(args, dict) or ("body" not in args and "auth" not in args)):
-        if options.data is not None:
-            print("local-run: --data has no 'body' key: using all of it as the body", file=sys.stderr)
-        args = {"body": args} if options.data is not None else {}
+    wants_body = not is_flow and "body" in parameters(target) and options.data is not None
+    if wants_body and not (isinstance(args, dict) and ("body" in args or "auth" in args)):
+        say("--data has no 'body' key: using all of it as the body")
+        args = {"body": args}
+    if not isinstance(args, dict):
+        raise SystemExit(f"local-run: --data must be a JSON object of the job's arguments, got {type(args).__name__}")
+    if options.file and not is_flow:
+        raise SystemExit("local-run: --file is for the import flow (it becomes messages_file)")
+    store = read_json_option(options.variables, "--variables") if options.variables else {}
+    if not isinstance(store, dict):
+        raise SystemExit("local-run: --variables must be a JSON object: {path: value}")
+    variables = {k: v for k, v in store.items() if isinstance(v, str)}
+    resources = {k: v for k, v in store.items() if not isinstance(v, str)}
 
-    sandbox = None
-    if options.resource:
-        args["auth"] = read_json_option(options.resource, "--resource")
-        print("local-run: using the resource given with --resource", file=sys.stderr)
-    elif os.environ.get("KUSTOMER_API_KEY"):
-        args["auth"] = {"apiKey": os.environ["KUSTOMER_API_KEY"]}
-        if os.environ.get("KUSTOMER_BASE_URL"):
-            args["auth"]["baseUrl"] = os.environ["KUSTOMER_BASE_URL"]
-        where = args["auth"].get("baseUrl", "https://api.kustomerapp.com")
-        if is_loopback_url(where):
-            print(
-                f"local-run: using the local server at {where} (KUSTOMER_API_KEY and KUSTOMER_BASE_URL)",
-                file=sys.stderr,
-            )
+    with contextlib.ExitStack() as stack:
+        args["auth"] = kustomer_auth(args, options.resource, stack)
+        workspace, storage = stack.enter_context(
+            local_workspace(cloud=options.cloud, variables=variables, resources=resources)
+        )
+        if options.file:
+            args["messages_file"] = upload(storage, Path(options.file))
+
+        def log(line: str) -> None:
+            print(line, file=sys.stderr, flush=True)
+
+        if is_flow:
+            job = run_flow_job(target, args, workspace, log)
         else:
-            print(f"local-run: using the REAL Kustomer API at {where} (KUSTOMER_API_KEY is set)", file=sys.stderr)
-    elif "auth" not in args:
-        from workbench.sandbox import Sandbox
-
-        sandbox = Sandbox().start()
-        args["auth"] = {"apiKey": "sandbox-key", "baseUrl": sandbox.url}
-        print(f"local-run: using the embedded Kustomer sandbox at {sandbox.url} (no key needed)", file=sys.stderr)
-    try:
-        job = run_flow_job(target, args) if is_flow else run_job(target, args)
-    finally:
-        if sandbox:
-            sandbox.stop()
-    if job.logs:
-        print(job.logs, file=sys.stderr, end="" if job.logs.endswith("\n") else "\n")
+            job = run_job(target, args, workspace=workspace, on_log=log)
+        if is_flow:
+            save_report(job, storage, Path(options.report_dir), target)
     print(printed(job, options.pretty))
     return job.exit_code
+
+
+def say(line: str) -> None:
+    print(f"local-run: {line}", file=sys.stderr, flush=True)
+
+
+def parameters(script: Path) -> list[str]:
+    """The names `main` takes, read as Windmill's parser reads them: from the source, nothing run."""
+    for node in ast.parse(script.read_text()).body:
+        if isinstance(node, ast.FunctionDef) and node.name == "main":
+            return [a.arg for a in node.args.args]
+    return []
+
+
+def kustomer_auth(args: dict[str, Any], resource: str | None, stack: contextlib.ExitStack) -> Any:
+    """Which Kustomer: an explicit `auth` (--resource, or in --data) first; then KUSTOMER_API_KEY; then
+    the embedded sandbox. stderr says which."""
+    if resource:
+        say("using the resource given with --resource")
+        return read_json_option(resource, "--resource")
+    if "auth" in args:
+        say("using the auth given in --data")
+        return args["auth"]
+    if os.environ.get("KUSTOMER_API_KEY"):
+        auth = {"apiKey": os.environ["KUSTOMER_API_KEY"]}
+        if os.environ.get("KUSTOMER_BASE_URL"):
+            auth["baseUrl"] = os.environ["KUSTOMER_BASE_URL"]
+        where = auth.get("baseUrl", "https://api.kustomerapp.com")
+        if is_loopback_url(where):
+            say(f"using the local server at {where} (KUSTOMER_API_KEY and KUSTOMER_BASE_URL)")
+        else:
+            say(f"using the REAL Kustomer API at {where} (KUSTOMER_API_KEY is set)")
+        return auth
+    from workbench.sandbox import Sandbox
+
+    sandbox = stack.enter_context(Sandbox())
+    say(f"using the embedded Kustomer sandbox at {sandbox.url} (no key needed)")
+    return {"apiKey": "sandbox-key", "baseUrl": sandbox.url}
+
+
+def upload(storage: WindmillStorage, file: Path) -> dict[str, str]:
+    """Put a local file in the stand-in storage, as a user uploads one in the flow's form."""
+    if not file.is_file():
+        raise SystemExit(f"local-run: --file {str(file)!r} is not a readable file")
+    key = f"uploads/{file.name}"
+    storage.put(key, file.read_bytes())
+    say(f"uploaded {file} ({file.stat().st_size:,} bytes) to the workspace storage as {key}")
+    return {"s3": key}
+
+
+def save_report(job: JobResult, storage: WindmillStorage, folder: Path, flow: Path) -> None:
+    """Keep the report files of an import (the stand-in storage goes away with this run), and say the
+    exact command that resumes it."""
+    report = job.result.get("extra", job.result) if isinstance(job.result, dict) else None
+    if not isinstance(report, dict) or not isinstance(report.get("report_file"), dict):
+        return
+    run = folder / report["report_file"]["s3"].split("/")[-2]
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
+    saved = {}
+    for name in ("report_file", "retry_file", "unknown_file", "invalid_file"):
+        if isinstance(report.get(name), dict):
+            target = run / report[name]["s3"].split("/")[-1]
+            target.write_bytes(storage.get(report[name]["s3"]))
+            saved[name] = target
+    say(f"the report is in {run}/ (report.json and {', '.join(p.name for p in saved.values())})")
+    if "retry_file" in saved:
+        name = flow.name.removesuffix(".flow")
+        say(f"to send again the messages that were not created: uv run local-run {name} --file {saved['retry_file']}")
+    if "unknown_file" in saved:
+        say(f"check the messages in {saved['unknown_file']} before sending them again")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -157,6 +159,7 @@ def run_job(
     step_id: str | None = None,
     workspace: Workspace | None = None,
     root_job: str | None = None,
+    on_log: Callable[[str], None] | None = None,
 ) -> JobResult:
     """Run `script` as a worker would, in a fresh process, with `args` as the job's arguments.
 
@@ -196,25 +199,47 @@ def run_job(
         if workspace.base_url:
             env.update({"BASE_INTERNAL_URL": workspace.base_url, "WM_BASE_URL": workspace.base_url})
         try:
-            completed = subprocess.run(
-                [sys.executable, "-u", "-m", "wrapper"],
-                cwd=job_dir,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                check=False,
-            )
+            exit_code, logs = _run_streaming([sys.executable, "-u", "-m", "wrapper"], job_dir, env, timeout, on_log)
         except subprocess.TimeoutExpired:
             message = f"job process terminated due to timeout: it ran past {timeout:g} s"
             return _failed(workspace, given, {"message": message, "name": "ExecutionErr"})
         result_file = Path(job_dir, "result.json")
         output = result_file.read_text() if result_file.exists() else "null"
-    logs = completed.stdout + completed.stderr
     if workspace.cloud and len(output.encode()) > CLOUD_SCRIPT_RESULT_BYTES:
         return _failed(workspace, given, {"message": TOO_LARGE, "name": "ExecutionErr"}, logs)
     workspace.record(given, len(output.encode()))
-    return JobResult(completed.returncode, json.loads(output), output, logs)
+    return JobResult(exit_code, json.loads(output), output, logs)
+
+
+def _run_streaming(
+    command: list[str], cwd: str, env: dict[str, str], timeout: float, on_log: Callable[[str], None] | None
+) -> tuple[int, str]:
+    """Run the job's process; its stdout and stderr merged line by line as they come, as the worker
+    reads them into the job's log (handle_child.rs), each line also given to `on_log` at once."""
+    lines: list[str] = []
+    with subprocess.Popen(
+        command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+    ) as process:
+        killed = threading.Event()
+
+        def kill() -> None:
+            killed.set()
+            process.kill()
+
+        timer = threading.Timer(timeout, kill)
+        timer.start()
+        try:
+            assert process.stdout is not None
+            for line in process.stdout:
+                lines.append(line)
+                if on_log and line.strip():
+                    on_log(line.rstrip("\n"))
+            process.wait()
+        finally:
+            timer.cancel()
+        if killed.is_set():
+            raise subprocess.TimeoutExpired(command, timeout)
+    return process.returncode, "".join(lines)
 
 
 def _failed(workspace: Workspace, args: Any, error: dict[str, Any], logs: str = "") -> JobResult:

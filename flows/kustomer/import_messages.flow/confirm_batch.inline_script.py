@@ -22,6 +22,7 @@ def main(
     auth: dict,  # type: ignore[type-arg]  # the kustomer resource
     run: str,
     batch: int,
+    total: int = 0,
     max_requests_per_minute: int = 0,
     parallelism: int = 4,
 ) -> dict[str, Any]:
@@ -64,7 +65,7 @@ def main(
     lines = b"".join(json.dumps(e, separators=(",", ":")).encode() + b"\n" for e in entries)
     wmill.write_s3_file({"s3": f"{run}/outcome-{batch}.jsonl"}, lines)
     counts = {kind: sum(e["outcome"] == kind for e in entries) for kind in OUTCOMES}
-    print(f"Batch {batch}: " + ", ".join(f"{n} {kind}" for kind, n in counts.items() if n) + ".")
+    print(f"Batch {batch + 1} of {total}: " + ", ".join(f"{n} {kind}" for kind, n in counts.items() if n) + ".")
     return {"batch": batch, **counts, "hold": float(round(interval * parallelism, 3)) if outcome == "accepted" else 0.0}
 
 

@@ -30,6 +30,7 @@ def main(
     auth: dict,  # type: ignore[type-arg]  # the kustomer resource
     run: str,
     batch: int,
+    total: int = 0,
     max_requests_per_minute: int = 0,
     parallelism: int = 4,
 ) -> dict[str, Any]:
@@ -71,7 +72,8 @@ def main(
         for position, message in zip(positions, messages, strict=True)
     ]
     wmill.write_s3_file({"s3": f"{run}/sent-{batch}.json"}, json.dumps(sent, separators=(",", ":")).encode())
-    print(f"Batch {batch} ({len(messages)} messages from messages[{positions[0]}]): {sent['outcome']}.")
+    what = f"accepted as bulk operation {sent['bulk_id']}" if sent["outcome"] == "accepted" else sent["outcome"]
+    print(f"Batch {batch + 1} of {total} ({len(messages)} messages from messages[{positions[0]}]): {what}.")
     hold = round(interval * parallelism, 3)
     return {"batch": batch, "outcome": sent["outcome"], "count": len(messages), "hold": float(hold)}
 
