@@ -63,6 +63,7 @@ def res_to_json(res):
 
 
 {loader}
+{peak}
 try:
     from {module} import {name} as inner_script
 
@@ -123,6 +124,19 @@ class _WorkspaceScripts(importlib.abc.MetaPathFinder):
 
 
 sys.meta_path.append(_WorkspaceScripts)
+"""
+
+
+# Not the worker's: the workbench notes the job's peak memory for the benchmark. VmHWM is the process's
+# own (ru_maxrss would report the peak of the process that started it, carried over exec).
+_PEAK = r"""
+import atexit
+
+
+@atexit.register
+def _note_peak_memory():
+    with open("/proc/self/status") as status, open("peak_kb", "w") as out:
+        out.write(next((line.split()[1] for line in status if line.startswith("VmHWM:")), "0"))
 """
 
 
@@ -192,6 +206,7 @@ def run_job(
             name=name,
             postprocessor=_UNPROCESSED if skip else _POSTPROCESS,
             loader=_LOADER if workspace.base_url else "",
+            peak=_PEAK,
         )
         Path(job_dir, "wrapper.py").write_text(wrapper)
         env = {k: os.environ[k] for k in _PASSED_ENV if k in os.environ}
@@ -199,15 +214,18 @@ def run_job(
         if workspace.base_url:
             env.update({"BASE_INTERNAL_URL": workspace.base_url, "WM_BASE_URL": workspace.base_url})
         try:
-            exit_code, logs = _run_streaming([sys.executable, "-u", "-m", "wrapper"], job_dir, env, timeout, on_log)
+            exit_code, logs = _run_streaming(
+                [sys.executable, "-u", "-m", "wrapper"], job_dir, env, timeout, on_log
+            )
         except subprocess.TimeoutExpired:
             message = f"job process terminated due to timeout: it ran past {timeout:g} s"
             return _failed(workspace, given, {"message": message, "name": "ExecutionErr"})
-        result_file = Path(job_dir, "result.json")
+        result_file, peak_file = Path(job_dir, "result.json"), Path(job_dir, "peak_kb")
         output = result_file.read_text() if result_file.exists() else "null"
+        peak_kb = int(peak_file.read_text() or 0) if peak_file.exists() else 0
     if workspace.cloud and len(output.encode()) > CLOUD_SCRIPT_RESULT_BYTES:
         return _failed(workspace, given, {"message": TOO_LARGE, "name": "ExecutionErr"}, logs)
-    workspace.record(given, len(output.encode()))
+    workspace.record(given, len(output.encode()), workspace_path, peak_kb)
     return JobResult(exit_code, json.loads(output), output, logs)
 
 

@@ -59,6 +59,8 @@ class Workspace:
     stored_bytes: int = 0
     largest_result: int = 0
     jobs: int = 0
+    python_jobs: int = 0
+    peak_kb: dict[str, int] = field(default_factory=dict)  # the largest peak memory of each script, by path
     tokens: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -68,13 +70,16 @@ class Workspace:
             self.tokens.add(token)
         return token
 
-    def record(self, args: Any, result_bytes: int) -> None:
-        """A job's arguments and result are stored: count them."""
+    def record(self, args: Any, result_bytes: int, script: str = "", peak_kb: int = 0) -> None:
+        """A job's arguments and result are stored: count them (and a Python job's peak memory)."""
         size = len(json.dumps(args, separators=(",", ":"), default=str)) + result_bytes
         with self._lock:
             self.stored_bytes += size
             self.largest_result = max(self.largest_result, result_bytes)
             self.jobs += 1
+            if script:
+                self.python_jobs += 1
+                self.peak_kb[script] = max(self.peak_kb.get(script, 0), peak_kb)
 
     def interpolate(self, args: dict[str, Any], reserved: dict[str, str]) -> dict[str, Any]:
         """The job's arguments as the worker hands them to `main`."""

@@ -6,6 +6,7 @@ wait_for_bulk_results' own `main` (imported from the deployed script: one read o
 operation confirms it), and writes one line per message to `outcome-<n>.jsonl`: its position,
 `_clientRef`, `externalId` when given, and `created` (with Kustomer's id), `failed`, `not_sent` or
 `unknown`, with why and what to check. The result is the batch's counts, small whatever its size.
+The loop's `sleep` after it (`hold`) keeps the reads within `max_requests_per_minute`, as the sends.
 """
 
 import json
@@ -29,6 +30,7 @@ def main(
     interval = 60 / max_requests_per_minute if max_requests_per_minute else 0.0
     if interval and batch < parallelism:
         time.sleep(interval * batch)
+    started = time.monotonic()
     sent = _sent(run, batch)
     entries = [_entry(position, ref, external) for position, ref, external in sent["messages"]]
     outcome = sent["outcome"]
@@ -62,11 +64,18 @@ def main(
             entry.update(outcome=outcome, why=sent.get("why", ""))
             if outcome == "unknown":
                 entry["check"] = _check(entry, None)
-    lines = b"".join(json.dumps(e, separators=(",", ":")).encode() + b"\n" for e in entries)
+    # One compact line per message (the report writes it out with names): [position, outcome, the rest]
+    lines = b"".join(_line(e) for e in entries)
     wmill.write_s3_file({"s3": f"{run}/outcome-{batch}.jsonl"}, lines)
     counts = {kind: sum(e["outcome"] == kind for e in entries) for kind in OUTCOMES}
     print(f"Batch {batch + 1} of {total}: " + ", ".join(f"{n} {kind}" for kind, n in counts.items() if n) + ".")
-    return {"batch": batch, **counts, "hold": float(round(interval * parallelism, 3)) if outcome == "accepted" else 0.0}
+    hold = round(interval * parallelism - (time.monotonic() - started), 3) if outcome == "accepted" else 0.0
+    return {"batch": batch, **counts, "hold": max(0.0, hold)}
+
+
+def _line(entry: dict[str, Any]) -> bytes:
+    rest = {k: v for k, v in entry.items() if k not in ("position", "outcome")}
+    return json.dumps([entry["position"], entry["outcome"], rest], separators=(",", ":")).encode() + b"\n"
 
 
 def _sent(run: str, batch: int) -> dict[str, Any]:

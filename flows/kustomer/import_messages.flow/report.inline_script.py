@@ -92,7 +92,7 @@ def _outcomes(run: str, batches: list[int], invalid_file: Any) -> Iterator[tuple
     def read(batch: int) -> tuple[list[dict[str, Any]], dict[int, Any]]:
         try:
             text = wmill.load_s3_file({"s3": f"{run}/outcome-{batch}.jsonl"}).decode()
-            entries = [json.loads(line) for line in text.splitlines() if line]
+            entries = [_entry(*json.loads(line)) for line in text.splitlines() if line]
         except Exception:  # its confirmation did not finish: say so for each message
             content = json.loads(wmill.load_s3_file({"s3": f"{run}/batch-{batch}.json"}))
             why = "outcome unknown: the confirmation of this batch did not finish"
@@ -121,6 +121,14 @@ def _outcomes(run: str, batches: list[int], invalid_file: Any) -> Iterator[tuple
                 ref = invalid["message"].get("_clientRef") if isinstance(invalid["message"], dict) else None
                 entry["_clientRef"] = ref
                 yield [entry], {invalid["position"]: invalid["message"]}
+
+
+def _entry(position: int, outcome: str, rest: dict[str, Any]) -> dict[str, Any]:
+    """A confirmation's compact line, with names: position, _clientRef, externalId?, outcome, the rest."""
+    entry: dict[str, Any] = {"position": position, "_clientRef": rest.pop("_clientRef", None)}
+    if "externalId" in rest:
+        entry["externalId"] = rest.pop("externalId")
+    return {**entry, "outcome": outcome, **rest}
 
 
 def _lines(reader: Any) -> Iterator[bytes]:

@@ -13,7 +13,8 @@ stores it for every iteration. A failed request never fails the step; it is an o
 - accepted: Kustomer queued it as a bulk operation, to be confirmed.
 
 The first `parallelism` batches are staggered one interval apart here; after each batch the loop's
-`sleep` (this step's `hold`) keeps the slot, so the sends stay under `max_requests_per_minute`.
+`sleep` (this step's `hold`: one round of `parallelism` intervals, less the time this job took) keeps
+the slot, so the sends stay under `max_requests_per_minute`.
 """
 
 import json
@@ -37,6 +38,7 @@ def main(
     interval = 60 / max_requests_per_minute if max_requests_per_minute else 0.0
     if interval and batch < parallelism:
         time.sleep(interval * batch)
+    started = time.monotonic()
     content = json.loads(wmill.load_s3_file({"s3": f"{run}/batch-{batch}.json"}))
     positions, messages = content["positions"], content["messages"]
     sent: dict[str, Any] = {"batch": batch}
@@ -74,8 +76,9 @@ def main(
     wmill.write_s3_file({"s3": f"{run}/sent-{batch}.json"}, json.dumps(sent, separators=(",", ":")).encode())
     what = f"accepted as bulk operation {sent['bulk_id']}" if sent["outcome"] == "accepted" else sent["outcome"]
     print(f"Batch {batch + 1} of {total} ({len(messages)} messages from messages[{positions[0]}]): {what}.")
-    hold = round(interval * parallelism, 3)
-    return {"batch": batch, "outcome": sent["outcome"], "count": len(messages), "hold": float(hold)}
+    # The slot's next batch goes out one round (parallelism x interval) after this one: less what this job took.
+    hold = max(0.0, round(interval * parallelism - (time.monotonic() - started), 3))
+    return {"batch": batch, "outcome": sent["outcome"], "count": len(messages), "hold": hold}
 
 
 def _first(text: str) -> str:
