@@ -214,9 +214,7 @@ def run_job(
         if workspace.base_url:
             env.update({"BASE_INTERNAL_URL": workspace.base_url, "WM_BASE_URL": workspace.base_url})
         try:
-            exit_code, logs = _run_streaming(
-                [sys.executable, "-u", "-m", "wrapper"], job_dir, env, timeout, on_log
-            )
+            exit_code, logs = _run_streaming([sys.executable, "-u", "-m", "wrapper"], job_dir, env, timeout, on_log)
         except subprocess.TimeoutExpired:
             message = f"job process terminated due to timeout: it ran past {timeout:g} s"
             return _failed(workspace, given, {"message": message, "name": "ExecutionErr"})
