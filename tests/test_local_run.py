@@ -181,3 +181,80 @@ def test_cli_names_known_scripts_when_one_is_missing() -> None:
     assert done.returncode != 0
     assert "scripts: bulk_create_messages, create_message" in done.stderr
     assert "flows: import_messages" in done.stderr
+
+
+# ---- the local workspace: files, the worker's interpolation, reports ----
+
+
+def test_cli_imports_a_file_through_the_workspace_storage_and_streams_each_steps_log() -> None:
+    done = run_cli("import_messages", "--file", "examples/history.jsonl", "--report-dir", "/tmp/local-run-reports")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads(done.stdout)["counts"]["created"] == 3
+    assert "uploaded examples/history.jsonl" in done.stderr
+    assert "[prepare] Checked 3 messages" in done.stderr
+    assert re.search(r"\[send_batch #0\] Batch 1 of 1 \(3 messages from messages\[0\]\): accepted", done.stderr)
+    assert "[confirm] 1 of 1 done" in done.stderr
+
+
+def test_a_failed_import_saves_its_report_and_prints_the_command_that_resumes_it(tmp_path: Path) -> None:
+    history = tmp_path / "history.jsonl"
+    history.write_text(
+        "".join(json.dumps({"channel": "chat", "app": "a", "preview": f"m{i}"}) + "\n" for i in range(40))
+    )
+    with Sandbox(item_failure_rate=0.2, seed=3) as sandbox:
+        env = {"KUSTOMER_API_KEY": "k-0123456789", "KUSTOMER_BASE_URL": sandbox.url}
+        first = run_cli("import_messages", "--file", str(history), "--report-dir", str(tmp_path / "r"), env=env)
+        assert first.returncode == 1
+        failed = json.loads(first.stdout)["extra"]["counts"]["failed"]
+        assert failed > 0
+        command = next(line for line in first.stderr.splitlines() if "to send again" in line).split(": ", 2)[-1]
+        assert command.startswith("uv run local-run import_messages --file ")
+        retry = Path(command.rsplit(" ", 1)[-1])
+        assert len(retry.read_text().splitlines()) == failed
+        assert json.loads((retry.parent / "report.json").read_text())["counts"]["failed"] == failed
+        sandbox.configure(item_failure_rate=0.0)
+        second = run_cli("import_messages", "--file", str(retry), env=env)
+        created = sandbox.created_by_ref
+    assert second.returncode == 0, second.stdout
+    assert set(created.values()) == {1}
+    assert len(created) == 40  # every message once, the resumed ones included
+
+
+def test_cli_runs_a_script_with_its_own_arguments_when_it_takes_no_body() -> None:
+    with Sandbox() as sandbox:
+        env = {"KUSTOMER_API_KEY": "k-0123456789", "KUSTOMER_BASE_URL": sandbox.url}
+        bulk = run_cli(
+            "bulk_create_messages", "--data", '[{"channel": "chat", "app": "a", "_clientRef": "r"}]', env=env
+        )
+        bulk_id = json.loads(bulk.stdout)["data"]["id"]
+        done = run_cli("wait_for_bulk_results", "--data", json.dumps({"bulk_id": bulk_id}), env=env)
+    assert done.returncode == 0, done.stdout
+    assert "'body'" not in done.stderr
+    assert json.loads(done.stdout)["items"][0]["_clientRef"] == "r"
+
+
+def test_an_explicit_auth_wins_over_kustomer_api_key_and_says_so() -> None:
+    with Sandbox() as sandbox:
+        data = {"auth": {"apiKey": "k-explicit-1234", "baseUrl": sandbox.url}, "body": {"channel": "chat", "app": "a"}}
+        env = {"KUSTOMER_API_KEY": "k-from-env-9876", "KUSTOMER_BASE_URL": "https://api.kustomerapp.com"}
+        done = run_cli("bulk_create_messages", "--data", json.dumps({**data, "body": [data["body"]]}), env=env)
+        assert len(sandbox.requests) == 1
+    assert done.returncode == 0, done.stdout
+    assert "using the auth given in --data" in done.stderr
+    assert "REAL" not in done.stderr
+
+
+def test_the_workers_interpolation_applies_and_the_token_is_never_sent(tmp_path: Path) -> None:
+    variables = tmp_path / "variables.json"
+    variables.write_text(json.dumps({"u/admin/promo": "SAVE50"}))
+    body = {"channel": "email", "app": "a", "direction": "in", "subject": "$var:u/admin/promo", "preview": "$WM_TOKEN"}
+    with Sandbox() as sandbox:
+        env = {"KUSTOMER_API_KEY": "k-0123456789", "KUSTOMER_BASE_URL": sandbox.url}
+        done = run_cli("create_message", "--data", json.dumps({"body": body}), "--variables", f"@{variables}", env=env)
+        as_text = run_cli("create_message", "--data", json.dumps({"body": json.dumps(body)}), env=env)
+        received = [r["body"] for r in sandbox.requests]
+    assert done.returncode == 1
+    assert "body.preview: holds this job's Windmill token" in json.loads(done.stdout)["message"]
+    assert "wm_job_" not in done.stdout + done.stderr
+    assert as_text.returncode == 0, as_text.stdout
+    assert received == [body]  # the text body, exactly; the structured one never left
