@@ -81,6 +81,16 @@ def test_a_mis_shaped_resource_is_refused_without_showing_the_key(auth: Any) -> 
     assert "auth" in str(error)
 
 
+@respx.mock
+def test_a_short_key_is_not_found_inside_a_host_name() -> None:
+    respx.post("https://abc.api.kustomerapp.com/v1/messages").mock(return_value=httpx.Response(201, json={"data": {}}))
+    auth = {"apiKey": "abc", "baseUrl": "https://abc.api.kustomerapp.com"}
+    create_message.main(auth, {"channel": "chat", "app": "a", "direction": "in"})  # type: ignore[arg-type]
+    assert respx.calls.call_count == 1
+    _, error = attempt(create_message, {"apiKey": "abc", "baseUrl": "abc"})
+    assert "auth.baseUrl: holds the API key" in str(error)
+
+
 def test_a_misspelled_resource_key_gets_a_suggestion() -> None:
     _, error = attempt(create_message, {"api_key": API_KEY})
     assert "auth.apiKey: missing; the resource has a similar key: did you mean apiKey?" in str(error)

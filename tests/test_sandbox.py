@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -234,3 +237,25 @@ def test_a_client_that_hangs_up_mid_answer_leaves_no_traceback(capfd: pytest.Cap
         time.sleep(0.6)
     captured = capfd.readouterr()
     assert "Traceback" not in captured.err + captured.out
+
+
+@pytest.mark.parametrize(
+    ("switch", "said"),
+    [
+        (["--window", "0"], "--window must be over 0 and at most 3600 seconds, not 0.0"),
+        (["--latency", "-5"], "--latency must be 0 to 600000 ms, not -5.0"),
+        (["--item-failure-rate", "2"], "--item-failure-rate must be 0 to 1, not 2.0"),
+        (["--bulk-seconds", "-1"], "--bulk-seconds must be 0 to 3600, not -1.0"),
+        (["--rate-limit", "0"], "--rate-limit must be 1 or more, not 0"),
+    ],
+)
+def test_a_switch_that_would_break_the_sandbox_is_refused_at_start_in_one_line(switch: list[str], said: str) -> None:
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "kustomer-sandbox"), "--port", "0", *switch],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr == f"kustomer-sandbox: {said}\n"

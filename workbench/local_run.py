@@ -54,6 +54,8 @@ def read_json_option(value: str, what: str) -> Any:
         return json.loads(text)
     except (OSError, ValueError) as exc:
         raise SystemExit(f"local-run: {what} is not JSON or not a readable @file: {exc}") from None
+    except RecursionError:
+        raise SystemExit(f"local-run: {what} is nested too deep to read (over about 1,000 levels)") from None
 
 
 def is_loopback_url(url: str) -> bool:

@@ -706,7 +706,9 @@ def _base_url_problem(base_url: Any, key: str) -> str | None:
     example = "such as https://api.prod2.kustomerapp.com"
     if not isinstance(base_url, str):
         return f"must be a URL string {example}, got {_kind(base_url)} (not shown)"
-    if key.strip() and key.strip() in base_url:
+    key = key.strip()
+    # A short key is found only as the whole field: "abc" is no key inside https://abc.api.kustomerapp.com
+    if key and (key in base_url if len(key) >= 16 else base_url.strip() == key):
         return "holds the API key: put the key in apiKey and the region's host, or nothing, in baseUrl"
     try:
         url = httpx.URL(base_url.strip())

@@ -11,6 +11,22 @@ from workbench.sandbox.faults import FAULTS
 from workbench.sandbox.server import Sandbox
 
 
+def switch_problems(options: argparse.Namespace) -> list[str]:
+    checks = [
+        (0 <= options.port <= 65535, f"--port must be 0 to 65535, not {options.port}"),
+        (
+            options.rate_limit is None or options.rate_limit >= 1,
+            f"--rate-limit must be 1 or more, not {options.rate_limit}",
+        ),
+        (0 < options.window <= 3600, f"--window must be over 0 and at most 3600 seconds, not {options.window}"),
+        (0 <= options.latency <= 600_000, f"--latency must be 0 to 600000 ms, not {options.latency}"),
+        (0 <= options.bulk_seconds <= 3600, f"--bulk-seconds must be 0 to 3600, not {options.bulk_seconds}"),
+        (0 <= options.item_failure_rate <= 1, f"--item-failure-rate must be 0 to 1, not {options.item_failure_rate}"),
+        (options.fault_count is None or options.fault_count >= 0, "--fault-count must be 0 or more"),
+    ]
+    return [problem for ok, problem in checks if not ok]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kustomer-sandbox", description="A Kustomer stand-in on loopback.")
     parser.add_argument("--port", type=int, default=8787, help="loopback port (0 picks a free one; default 8787)")
@@ -22,8 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bulk-seconds", type=float, default=0.0, help="how long a bulk operation takes")
     parser.add_argument("--item-failure-rate", type=float, default=0.0, help="share of bulk items that fail")
     options = parser.parse_args(argv)
-    if not 0 <= options.port <= 65535:
-        print(f"kustomer-sandbox: --port must be 0 to 65535, not {options.port}", file=sys.stderr)
+    for problem in switch_problems(options):  # a switch that would break the sandbox later: say so now
+        print(f"kustomer-sandbox: {problem}", file=sys.stderr)
         return 2
     try:
         box = Sandbox(

@@ -45,7 +45,11 @@ def main(
     try:
         answer = kustomer.main(auth, messages)
     except NOTHING_SENT as error:
-        sent.update(outcome="not_sent", why=str(error), error=type(error).__name__)
+        why = str(error)
+        if isinstance(error, kustomer.KustomerRateLimitError):  # inside this flow, the lever is its input
+            lever = "in this import, give max_requests_per_minute a share of the org's budget"
+            why = why.replace("in a flow, lower the for-loop's parallelism or spread the schedule", lever)
+        sent.update(outcome="not_sent", why=why, error=type(error).__name__)
     except kustomer.KustomerAPIError as error:
         sent.update(outcome="failed", why=f"Kustomer refused the batch: {error}", status=error.status)
     except Exception as error:  # sent, or maybe sent: never "not sent"
