@@ -276,3 +276,50 @@ def test_a_paced_import_stays_under_the_rate_limit_sends_and_confirmations_toget
     assert job.exit_code == 0, job.result
     assert [r["status"] for r in requests].count(429) == 0  # the import kept to its share
     assert sum(r["method"] == "POST" for r in requests) == 6
+
+
+@pytest.mark.parametrize(
+    ("inputs", "said"),
+    [
+        ({"max_requests_per_minute": "60"}, "max_requests_per_minute: must be a whole number, 0 or more, got '60'"),
+        ({"dry_run": "yes"}, "dry_run: must be true or false, got 'yes'"),
+        ({"messages_file": "history.jsonl"}, "messages_file: must be a file of the workspace storage"),
+    ],
+)
+def test_a_flow_input_of_the_wrong_type_is_named_before_anything_is_sent(
+    workspace: Any, inputs: dict[str, Any], said: str
+) -> None:
+    ws, _ = workspace
+    with Sandbox() as box:
+        job = run(ws, auth=auth(box), messages=messages(3), **inputs)
+        assert box.requests == []
+    assert job.exit_code == 1
+    assert job.result["name"] == "ImportInputError"
+    assert f"- {said}" in job.result["message"]
+
+
+def test_a_file_that_is_no_list_of_messages_is_refused_in_one_line(workspace: Any) -> None:
+    ws, storage = workspace
+    storage.put("uploads/h.json", b'[{"channel": "chat", "app": "a"}, NaN]')
+    with Sandbox() as box:
+        job = run(ws, auth=auth(box), messages_file={"s3": "uploads/h.json"})
+        assert box.requests == []
+    assert job.result["message"] == (
+        "messages_file: the JSON array is not strict JSON at messages[1] (NaN is not a JSON number), "
+        "so it cannot be read on. Nothing was sent."
+    )
+
+
+def test_a_json_lines_file_reports_each_bad_line_at_its_position(workspace: Any) -> None:
+    ws, storage = workspace
+    lines = [json.dumps(m) for m in messages(5)]
+    lines[2] = '{"channel": "chat", "app": '
+    lines[3] = '{"channel": "chat", "app": "a", "app": "b"}'
+    storage.put("uploads/h.jsonl", ("\n".join(lines) + "\n").encode())
+    with Sandbox() as box:
+        job = run(ws, auth=auth(box), messages_file={"s3": "uploads/h.jsonl"})
+        assert box.requests == []
+    text = job.result["message"]
+    assert text.startswith("2 of 5 messages are invalid; nothing was sent.")
+    assert "- messages[2]: is text but not JSON (line 1, column 28): Expecting value" in text
+    assert "- messages[3]: the JSON text names the key 'app' twice in one object" in text

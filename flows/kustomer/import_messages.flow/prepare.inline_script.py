@@ -54,6 +54,7 @@ def main(
     parallelism: int = 4,
 ) -> dict[str, Any]:
     started = time.monotonic()
+    _check_inputs(max_requests_per_minute, skip_invalid, dry_run, messages_file)
     source = _source(messages, messages_file)
     run = os.environ.get("WM_ROOT_FLOW_JOB_ID") or os.environ.get("WM_JOB_ID") or "local"
     prefix = f"kustomer_import/{run}"
@@ -137,6 +138,22 @@ def main(
     }
 
 
+def _check_inputs(per_minute: Any, skip_invalid: Any, dry_run: Any, file: Any) -> None:
+    """The flow's inputs of the wrong type, each named, before anything is read or sent."""
+    problems = []
+    if isinstance(per_minute, bool) or not isinstance(per_minute, int) or per_minute < 0:
+        problems.append(f"max_requests_per_minute: must be a whole number, 0 or more, got {per_minute!r:.40}")
+    for name, value in (("skip_invalid", skip_invalid), ("dry_run", dry_run)):
+        if not isinstance(value, bool):
+            problems.append(f"{name}: must be true or false, got {value!r:.40}")
+    if file is not None and not (isinstance(file, dict) and isinstance(file.get("s3", ""), str)):
+        problems.append('messages_file: must be a file of the workspace storage ({"s3": "path/to/file.jsonl"})')
+    if problems:
+        raise ImportInputError(
+            "Nothing was sent: the flow's input has problems:\n" + "\n".join(f"- {p}" for p in problems)
+        )
+
+
 def _source(text: str, file: dict[str, Any] | None) -> Any:
     """Where the messages come from: exactly one of the two inputs."""
     has_file = isinstance(file, dict) and bool(file.get("s3"))
@@ -151,7 +168,7 @@ def _source(text: str, file: dict[str, Any] | None) -> Any:
                 "(Windmill copies the flow's input into every loop iteration): upload them as a JSON Lines file and "
                 "give it as messages_file. Nothing was sent."
             )
-        return lambda: _array_items(iter([text.encode()]))
+        return lambda: _array_items(iter([text.encode()]), "messages")
     if not has_file:
         return lambda: iter(())
     assert isinstance(file, dict)
@@ -161,7 +178,7 @@ def _source(text: str, file: dict[str, Any] | None) -> Any:
             chunks = _chunks(reader)
             first = next(chunks, b"")
             rest = itertools.chain([first], chunks)
-            yield from _array_items(rest) if first.lstrip()[:1] == b"[" else _lines(rest)
+            yield from _array_items(rest, "messages_file") if first.lstrip()[:1] == b"[" else _lines(rest)
 
     return from_storage
 
@@ -227,7 +244,7 @@ def _parsed(raw: bytes) -> tuple[Any, str]:
     return value, problems[0].removeprefix("body: ") if problems else ""
 
 
-def _array_items(chunks: Iterator[bytes]) -> Iterator[tuple[int, Any, str]]:
+def _array_items(chunks: Iterator[bytes], name: str) -> Iterator[tuple[int, Any, str]]:
     """The items of one JSON array, read piece by piece: memory holds about one message at a time.
     A flaw in the array leaves the rest unreadable, so it refuses the whole file."""
     decode = codecs.getincrementaldecoder("utf-8")().decode
@@ -250,10 +267,10 @@ def _array_items(chunks: Iterator[bytes]) -> Iterator[tuple[int, Any, str]]:
             fill()
 
     def refuse(why: str) -> ImportInputError:
-        return ImportInputError(f"messages_file: {why}, so the file cannot be read on. Nothing was sent.")
+        return ImportInputError(f"{name}: {why}, so it cannot be read on. Nothing was sent.")
 
     if next_char() != "[":
-        raise refuse("it is neither JSON Lines (one message a line) nor one JSON array")
+        raise refuse("it is neither JSON Lines (one message a line) nor one JSON array of messages")
     at += 1
     if next_char() == "]":
         return
