@@ -45,3 +45,16 @@ def test_demo_with_a_key_but_without_yes_stays_on_the_sandbox() -> None:
     assert "run `uv run demo --yes` to use the real API" in done.stdout
     assert "Kustomer sandbox running on http://127.0.0.1:" in done.stdout
     assert "a-real-looking-key-123" not in done.stdout + done.stderr
+
+
+def test_demo_yes_against_an_unreachable_api_says_which_step_failed_and_stops() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KUSTOMER_")}
+    env.update(KUSTOMER_API_KEY="k-unreachable-0123", KUSTOMER_BASE_URL="http://127.0.0.1:9")  # nothing listens
+    done = subprocess.run(
+        [str(DEMO), "--yes"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert "Traceback" not in done.stdout + done.stderr
+    assert "Job failed (KustomerConnectionError)" in done.stdout
+    assert "The demo stops here: the bulk request above failed" in done.stdout
+    assert done.returncode == 1
+    assert "k-unreachable-0123" not in done.stdout + done.stderr

@@ -66,6 +66,9 @@ def run_all(auth: dict[str, str], sandbox: Sandbox | None) -> int:
             args = json.loads((EXAMPLES / example).read_text())
             print(f"\n=== {script}  with examples/{example}")
         else:  # the bulk operation just queued: what became of each of its messages
+            if not (isinstance(previous, dict) and isinstance(previous.get("data"), dict)):
+                print("\nThe demo stops here: the bulk request above failed, so there is no operation to wait for.")
+                return 1
             bulk = previous["data"]
             count = len(args["body"])
             args = {"bulk_id": bulk["id"], "submitted_at": bulk["attributes"]["createdAt"], "expected_items": count}
@@ -87,7 +90,9 @@ def run_all(auth: dict[str, str], sandbox: Sandbox | None) -> int:
         if job.exit_code == 0:
             show("Job result (what the next flow step reads as results.<step>):", job.result)
         else:
-            show(f"Job failed ({job.result['name']}); Windmill's result pane shows:", job.result["message"])
+            failure = job.result if isinstance(job.result, dict) else {}
+            name, message = failure.get("name", "Error"), failure.get("message", job.output)
+            show(f"Job failed ({name}); Windmill's result pane shows:", message)
         previous = job.result
     print()
     return 0
