@@ -280,9 +280,13 @@ def import_at_scale(count: int, budget: int, inline: bool = False) -> dict[str, 
             args["messages_file"] = {"s3": "uploads/history.jsonl"}
         read, written = storage.bytes_read, storage.bytes_written
 
-        def log(line: str) -> None:  # the loops' progress, every 50th batch
+        checked: list[float] = []
+
+        def log(line: str) -> None:  # the loops' progress, every 50th batch; how long prepare took
             if line.startswith(("[send] ", "[confirm] ")) and (int(line.split()[1]) % 50 == 0):
                 progress(f"(e) {line}")
+            if line.startswith("[prepare] Checked "):
+                checked.append(float(line.split(" in ")[1].split(" s")[0]))
 
         started = time.time()
         job = run_flow_job(FLOWS / "import_messages.flow", args, workspace, log)
@@ -301,6 +305,7 @@ def import_at_scale(count: int, budget: int, inline: bool = False) -> dict[str, 
             "bound": budget / 2 * 100,
             "elapsed": elapsed,
             "429": sum(r["status"] == 429 for r in sandbox.requests),
+            "prepare_per_minute": count / checked[0] * 60 if checked and checked[0] else 0.0,
         }
 
 
@@ -380,36 +385,36 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
 
-    count, budget = (5_000, 1000) if quick else (options.scale, 1000)
-    progress(f"(e) import {count:,} messages from a file under Cloud's rules, paced at {budget} requests/min")
-    scale = import_at_scale(count, budget)
+    count = 5_000 if quick else options.scale
     mib = 1024 * 1024
-    rows.append(
-        Row(
-            f"(e) import of {count:,} messages from a file ({scale['input'] / mib:.0f} MiB of JSON Lines), "
-            f"Cloud's rules, {budget} requests/min",
-            f"stored {scale['stored'] / scale['input']:.2f} x the input; storage read and written "
-            f"{scale['storage'] / scale['input']:.2f} x; largest result {scale['largest'] / 1000:.1f} KB; "
-            "peak memory " + ", ".join(f"{k} {v / 1024:.0f} MiB" for k, v in scale["peaks"].items()),
-            f"{scale['python_jobs_per_batch']:.2f} Python jobs per batch; {scale['per_minute']:.0f} msg/min "
-            f"confirmed = {scale['per_minute'] / scale['bound']:.0%} of the bound {scale['bound']:.0f} "
-            f"({scale['elapsed']:.0f} s); 429s: {scale['429']}",
-            "stored <= 3 x, storage <= 4 x, no result over 2 MB, <= 3 jobs per batch, >= 90% of the bound",
-            ""
-            if quick
-            else (
-                "yes (1 run)"
-                if scale["stored"] <= 3 * scale["input"]
-                and scale["storage"] <= 4 * scale["input"]
-                and scale["largest"] <= 2_000_000
-                and scale["python_jobs_per_batch"] <= 3
-                and scale["per_minute"] >= 0.9 * scale["bound"]
-                else "no (1 run)"
-            ),
+    for budget in (1000,) if quick else (1000, 300):
+        progress(f"(e) import {count:,} messages from a file under Cloud's rules, paced at {budget} requests/min")
+        scale = import_at_scale(count, budget)
+        met = (
+            scale["stored"] <= 3 * scale["input"]
+            and scale["storage"] <= 4 * scale["input"]
+            and scale["largest"] <= 2_000_000
+            and scale["python_jobs_per_batch"] <= 3
+            and scale["per_minute"] >= 0.9 * scale["bound"]
         )
-    )
+        rows.append(
+            Row(
+                f"(e) import of {count:,} messages from a file ({scale['input'] / mib:.0f} MiB of JSON Lines), "
+                f"Cloud's rules, {budget} requests/min",
+                f"stored {scale['stored'] / scale['input']:.2f} x the input; storage read and written "
+                f"{scale['storage'] / scale['input']:.2f} x; largest result {scale['largest'] / 1000:.1f} KB; "
+                "peak memory "
+                + ", ".join(f"{k} {v / 1024:.0f} MiB" for k, v in scale["peaks"].items())
+                + f"; prepare checks {scale['prepare_per_minute']:,.0f} messages/min",
+                f"{scale['python_jobs_per_batch']:.2f} Python jobs per batch; {scale['per_minute']:.0f} msg/min "
+                f"confirmed = {scale['per_minute'] / scale['bound']:.0%} of the bound {scale['bound']:.0f} "
+                f"({scale['elapsed']:.0f} s); 429s: {scale['429']}",
+                "stored <= 3 x, storage <= 4 x, no result over 2 MB, <= 3 jobs per batch, >= 90% of the bound",
+                "" if quick else ("yes (1 run)" if met else "no (1 run)"),
+            )
+        )
     progress("(e) import of 1,000 messages inline under Cloud's rules")
-    small = import_at_scale(1000, budget, inline=True)
+    small = import_at_scale(1000, 1000, inline=True)
     rows.append(
         Row(
             f"(e) import of 1,000 messages inline ({small['input'] / 1000:.0f} KB of JSON)",

@@ -32,7 +32,7 @@ def main(
         time.sleep(interval * batch)
     started = time.monotonic()
     sent = _sent(run, batch)
-    entries = [_entry(position, ref, external) for position, ref, external in sent["messages"]]
+    entries = [_entry(position, ref or f"position-{position}", ext) for position, ref, ext in sent["messages"]]
     outcome = sent["outcome"]
     if outcome == "accepted":
         bulk_id = sent["bulk_id"]
@@ -87,7 +87,7 @@ def _sent(run: str, batch: int) -> dict[str, Any]:
         content = json.loads(wmill.load_s3_file({"s3": f"{run}/batch-{batch}.json"}))
         messages = [
             [p, m.get("_clientRef"), m.get("externalId")]
-            for p, m in zip(content["positions"], content["messages"], strict=True)
+            for p, m in zip(content["positions"], tagged(content), strict=True)
         ]
         why = "outcome unknown: the send step of this batch did not finish, so it may or may not have gone out"
         return {"outcome": "unknown", "why": why, "messages": messages}
@@ -110,3 +110,11 @@ def _check(entry: dict[str, Any], bulk_id: str | None) -> str:
 
 def _first(text: str) -> str:
     return text.split(". ", 1)[0][:300]
+
+
+def tagged(batch: dict[str, Any]) -> list[dict[str, Any]]:
+    """A batch's messages as sent: each with its `_clientRef`, `position-<i>` when it was given none."""
+    return [
+        m if "_clientRef" in m else {**m, "_clientRef": f"position-{p}"}
+        for p, m in zip(batch["positions"], batch["messages"], strict=True)
+    ]

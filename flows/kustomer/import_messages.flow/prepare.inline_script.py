@@ -7,7 +7,8 @@ so Windmill's worker never rewrites a `$var:` or `$WM_TOKEN` inside them) or as 
 workspace storage (`messages_file`: JSON Lines, or one JSON array), read as a stream. Every message is
 checked with bulk_create_messages' own rules (imported from the deployed script, so the check and the
 send cannot drift), gets a `_clientRef` from its position when it has none, and goes into a batch of at
-most 100 messages and 900 KB, written to `kustomer_import/<run>/batch-<n>.json`. The result is small
+most 100 messages and 900 KB, written to `kustomer_import/<run>/batch-<n>.json` (a default
+`_clientRef` is not stored: each reader of a batch puts it back, `tagged`). The result is small
 whatever the import's size: the batch numbers the loops iterate over, and counts.
 
 An invalid message stops the import here, nothing sent, with every invalid position in
@@ -90,6 +91,8 @@ def main(
             encoded = len(json.dumps(message, separators=(",", ":")).encode()) + 1
             if batch["messages"] and (len(batch["messages"]) == MAX_BATCH_ITEMS or size + encoded > MAX_BATCH_BYTES):
                 flush()
+            if message.get("_clientRef") == f"position-{position}":  # the default: the readers put it back
+                message = {k: v for k, v in message.items() if k != "_clientRef"}
             batch["positions"].append(position)
             batch["messages"].append(message)
             size += encoded

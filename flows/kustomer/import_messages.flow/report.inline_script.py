@@ -99,12 +99,12 @@ def _outcomes(run: str, batches: list[int], invalid_file: Any) -> Iterator[tuple
             check = "run the import's confirmation again, or check the conversation timelines"
             return [
                 {"position": p, "_clientRef": m.get("_clientRef"), "outcome": "unknown", "why": why, "check": check}
-                for p, m in zip(content["positions"], content["messages"], strict=True)
+                for p, m in zip(content["positions"], tagged(content), strict=True)
             ], {}
         messages: dict[int, Any] = {}
         if any(e["outcome"] in ("failed", "not_sent") for e in entries):
             content = json.loads(wmill.load_s3_file({"s3": f"{run}/batch-{batch}.json"}))
-            messages = dict(zip(content["positions"], content["messages"], strict=True))
+            messages = dict(zip(content["positions"], tagged(content), strict=True))
         return entries, messages
 
     with ThreadPoolExecutor(READERS) as pool:  # in order, a few ahead: bounded memory
@@ -187,3 +187,11 @@ def _write(key: str, file: Any) -> dict[str, str]:
     with open(file.name, "rb") as reader:
         written: dict[str, str] = dict(wmill.write_s3_file({"s3": key}, reader))
     return {k: v for k, v in written.items() if v is not None}
+
+
+def tagged(batch: dict[str, Any]) -> list[dict[str, Any]]:
+    """A batch's messages as sent: each with its `_clientRef`, `position-<i>` when it was given none."""
+    return [
+        m if "_clientRef" in m else {**m, "_clientRef": f"position-{p}"}
+        for p, m in zip(batch["positions"], batch["messages"], strict=True)
+    ]

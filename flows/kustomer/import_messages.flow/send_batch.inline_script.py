@@ -40,7 +40,7 @@ def main(
         time.sleep(interval * batch)
     started = time.monotonic()
     content = json.loads(wmill.load_s3_file({"s3": f"{run}/batch-{batch}.json"}))
-    positions, messages = content["positions"], content["messages"]
+    positions, messages = content["positions"], tagged(content)
     sent: dict[str, Any] = {"batch": batch}
     try:
         answer = kustomer.main(auth, messages)
@@ -69,10 +69,10 @@ def main(
             sent.update(
                 outcome="unknown", why="outcome unknown: Kustomer accepted the request but gave no operation id"
             )
-    sent["messages"] = [
+    sent["messages"] = [  # [position, _clientRef (null: the default), externalId]
         [
             position,
-            message.get("_clientRef"),
+            None if message["_clientRef"] == f"position-{position}" else message["_clientRef"],
             message.get("externalId") if isinstance(message.get("externalId"), str) else None,
         ]
         for position, message in zip(positions, messages, strict=True)
@@ -87,3 +87,11 @@ def main(
 
 def _first(text: str) -> str:
     return text.split(". ", 1)[0][:300]
+
+
+def tagged(batch: dict[str, Any]) -> list[dict[str, Any]]:
+    """A batch's messages as sent: each with its `_clientRef`, `position-<i>` when it was given none."""
+    return [
+        m if "_clientRef" in m else {**m, "_clientRef": f"position-{p}"}
+        for p, m in zip(batch["positions"], batch["messages"], strict=True)
+    ]
