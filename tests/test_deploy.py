@@ -200,6 +200,18 @@ def test_without_it_sync_push_would_delete_other_teams_items(tmp_path: Path) -> 
         ),
         (["--base-url", "https://app.windmill.dev", "--workspace", ""], "--workspace must be a workspace id"),
         (["--base-url", "https://app.windmill.dev", "--workspace", "my ws"], "--workspace must be a workspace id"),
+        (["--base-url", "https://app windmill.dev", "--workspace", "ws"], "--base-url must be the Windmill instance's"),
+        (["--base-url", "https://app.windmill.dev:70000", "--workspace", "ws"], "--base-url must be the Windmill"),
+        (
+            ["--base-url", "https://app.windmill.dev/api", "--workspace", "ws"],
+            "--base-url must be the instance's address",
+        ),
+        (
+            ["--base-url", "https://u:tok-secret-1@app.windmill.dev", "--workspace", "ws"],
+            "--base-url holds a user name",
+        ),
+        (["--base-url", "http://windmill.example.com", "--workspace", "ws"], "--base-url uses plain http"),
+        (["--base-url", "http://127.0.0.1.nip.io", "--workspace", "ws"], "--base-url uses plain http"),
     ],
 )
 def test_bad_arguments_fail_in_one_line_each_even_with_dry_run(args: list[str], expected: str) -> None:
@@ -210,10 +222,29 @@ def test_bad_arguments_fail_in_one_line_each_even_with_dry_run(args: list[str], 
     assert "Traceback" not in done.stderr
 
 
-def test_no_token_anywhere_is_one_line() -> None:
-    done = run_deploy("--base-url", "https://app.windmill.dev", "--workspace", "ws", "--dry-run", token=None)
+def test_no_token_anywhere_is_one_line_and_a_dry_run_needs_none() -> None:
+    done = run_deploy("--base-url", "https://app.windmill.dev", "--workspace", "ws", token=None)
     assert done.returncode == 2
     assert done.stderr.strip() == "deploy: no token: set WM_TOKEN (the variable the wmill CLI reads) or pass --token"
+    dry = run_deploy("--base-url", "https://app.windmill.dev", "--workspace", "ws", "--dry-run", token=None)
+    assert dry.returncode == 0, dry.stderr
+    assert "Would deploy to workspace 'ws'" in dry.stdout
+
+
+def test_a_secret_pasted_in_the_wrong_argument_is_never_echoed() -> None:
+    for args in (
+        ["--base-url", "https://admin:tok-secret-123@app.windmill.dev", "--workspace", "ws"],
+        ["--base-url", "https://app.windmill.dev", "--workspace", "tok-secret-123 with spaces"],
+    ):
+        done = run_deploy(*args, "--dry-run", token=None)
+        assert done.returncode == 2
+        assert "tok-secret-123" not in done.stdout + done.stderr
+
+
+def test_plain_http_is_allowed_to_loopback_and_with_allow_http() -> None:
+    for args in (["--base-url", "http://127.0.0.1:8000"], ["--base-url", "http://wm.lan", "--allow-http"]):
+        done = run_deploy(*args, "--workspace", "ws", "--dry-run", token=None)
+        assert done.returncode == 0, done.stderr
 
 
 def test_the_token_comes_from_wm_token_and_reaches_the_cli_through_its_environment() -> None:

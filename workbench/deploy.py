@@ -15,6 +15,7 @@ checked first; the token comes from WM_TOKEN (or --token) and reaches the CLI th
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import re
 import shutil
@@ -62,21 +63,57 @@ def stage(folder: str, into: Path) -> list[list[str]]:
     return commands
 
 
-def problems(base_url: str, workspace: str, token: str | None, folder: str) -> list[str]:
-    """Every argument checked before anything is staged or sent, one line each."""
+def problems(
+    base_url: str, workspace: str, token: str | None, folder: str, dry_run: bool, allow_http: bool
+) -> list[str]:
+    """Every argument checked before anything is staged or sent, one line each; none echoes a value
+    that could be a secret pasted in the wrong place (a token in the URL or as the workspace)."""
     found = []
-    parts = urlsplit(base_url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    url_problem = base_url_problem(base_url, allow_http)
+    if url_problem:
+        found.append(f"--base-url {url_problem}")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,49}", workspace):
         found.append(
-            f"--base-url must be the Windmill instance's http(s) URL, e.g. https://app.windmill.dev; got {base_url!r}"
+            "--workspace must be a workspace id (letters, digits, - and _, as in its URL), "
+            f"got {len(workspace)} characters (not shown)"
         )
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", workspace):
-        found.append(f"--workspace must be a workspace id (letters, digits, - and _), as in its URL; got {workspace!r}")
-    if not token:
+    if not token and not dry_run:
         found.append(f"no token: set {TOKEN_VARIABLE} (the variable the wmill CLI reads) or pass --token")
     if not re.fullmatch(r"[a-z0-9_]+", folder):
-        found.append(f"--folder must be lowercase letters, digits and _, got {folder!r}")
+        found.append(f"--folder must be lowercase letters, digits and _, got {folder[:40]!r}")
     return found
+
+
+def base_url_problem(base_url: str, allow_http: bool) -> str | None:
+    """The scripts' rule for baseUrl: a scheme, a host that can be reached and nothing else."""
+    example = "e.g. https://app.windmill.dev"
+    try:
+        parts = urlsplit(base_url.strip())
+        port = parts.port
+    except ValueError:
+        return f"must be the Windmill instance's URL, {example} (not shown: it does not parse)"
+    if parts.username is not None or parts.password is not None:
+        return "holds a user name or password before the host (not shown): give the token in WM_TOKEN instead"
+    host = parts.hostname or ""
+    if parts.scheme not in ("http", "https") or not re.fullmatch(r"[A-Za-z0-9.:\[\]-]+", parts.netloc or "-"):
+        return f"must be the Windmill instance's http(s) URL with a host, {example}"
+    if not host or (port is not None and not 0 < port < 65536):
+        return f"must name a host and a port below 65536, {example}"
+    if parts.path.rstrip("/") or parts.query or parts.fragment:
+        return f"must be the instance's address and nothing else (no path, ?query or #fragment), {example}"
+    if parts.scheme == "http" and not is_loopback(host) and not allow_http:
+        return "uses plain http, which would send the token unencrypted: use https://, or --allow-http if you must"
+    return None
+
+
+def is_loopback(host: str) -> bool:
+    """By address, not by prefix: 127.0.0.1.nip.io is a public name."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,10 +124,11 @@ def main(argv: list[str] | None = None) -> int:
         "--token", help=f"a Windmill API token; better, set {TOKEN_VARIABLE}, which keeps it out of shell history"
     )
     parser.add_argument("--folder", default="kustomer", help="the folder to deploy into (default kustomer)")
-    parser.add_argument("--dry-run", action="store_true", help="show the plan; push nothing")
+    parser.add_argument("--dry-run", action="store_true", help="show the plan; push nothing (no token needed)")
+    parser.add_argument("--allow-http", action="store_true", help="allow plain http to a Windmill that is not loopback")
     options = parser.parse_args(argv)
     token = options.token or os.environ.get(TOKEN_VARIABLE, "")
-    found = problems(options.base_url, options.workspace, token, options.folder)
+    found = problems(options.base_url, options.workspace, token, options.folder, options.dry_run, options.allow_http)
     if found:
         for problem in found:
             print(f"deploy: {problem}", file=sys.stderr)
