@@ -1,5 +1,6 @@
 """The local flow runner applies Windmill's flow rules, each stated here as its own test (the worker's
-worker_flow.rs and windmill-common's flows.rs; shared/reference/windmill-flow-semantics.md)."""
+worker_flow.rs, js_eval.rs, windmill-queue's jobs.rs and windmill-common's flows.rs, in
+windmill-labs/windmill)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """Run a flow of this repository step by step, each step a worker-style job (workbench/worker.py).
 
 Enough of Windmill's flow engine for this project's flows, with the rules its worker applies
-(windmill-worker's worker_flow.rs; see shared/reference/windmill-flow-semantics.md), each stated in
+(windmill-labs/windmill: backend/windmill-worker/src/worker_flow.rs, js_eval.rs and
+windmill-common's flows.rs), each stated in
 tests/test_local_flow.py:
 
 - `sleep` runs *after* its step, before the next step of the same list; after the last step of a

@@ -11,9 +11,9 @@ in that text to ` null ` unless the script's leading `#` lines carry `skip_resul
 An exception becomes {"message", "name", "stack"} (plus "extra" with the exception's attributes and
 "step_id" inside a flow) and exit code 1.
 
-Where this differs from the worker (it reads `main`'s signature with inspect rather than Windmill's
-static parser; it imports the script inside the `try`, so an import error is a structured error):
-see shared/reference/windmill-flow-semantics.md.
+Where this differs from the worker: it reads `main`'s signature with inspect rather than Windmill's
+static parser, and it imports the script inside the `try`, so an import error is a structured error.
+What a workspace does around the job (interpolation, tokens, limits) is workbench/workspace.py.
 """
 
 from __future__ import annotations
