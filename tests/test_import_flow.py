@@ -9,7 +9,9 @@ report's `retry_file` resumes exactly the messages that were not created."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
+import tomllib
 from collections.abc import Iterator
 from typing import Any
 
@@ -84,8 +86,15 @@ def test_the_loops_iterate_over_batch_numbers_and_no_step_gets_messages_as_struc
     schema = flow["schema"]["properties"]
     assert schema["messages_file"]["format"] == "resource-s3_object"
     assert flow["schema"]["required"] == ["auth"]
+    locked = {p["name"]: p["version"] for p in tomllib.loads((ROOT / "uv.lock").read_text())["package"]}
     for step in FLOW.glob("*.inline_script.py"):  # every step that carries message text opts out of rewriting
-        assert step.read_text().startswith("# skip_result_postprocessing\n"), step.name
+        text = step.read_text()
+        assert text.startswith("# skip_result_postprocessing\n# /// script\n"), step.name
+        pinned = re.search(r"^# dependencies = (\[.*?\])", text, re.MULTILINE)
+        assert pinned is not None, step.name
+        for requirement in json.loads(pinned[1]):  # PEP 723, which Windmill reads: the versions tested here
+            name, version = requirement.split("==")
+            assert locked[name] == version, requirement
 
 
 # ---- small imports, inline ----

@@ -1,4 +1,8 @@
 # skip_result_postprocessing
+# /// script
+# requires-python = ">=3.11"
+# dependencies = ["httpx==0.28.1", "wmill==1.850.0"]  # pinned as in uv.lock
+# ///
 """Step 3 of import_messages, once per batch, after every batch was sent: what became of each message.
 
 It reads what the send noted (`sent-<n>.json`), waits for an accepted bulk operation with

@@ -1,4 +1,8 @@
 # skip_result_postprocessing
+# /// script
+# requires-python = ">=3.11"
+# dependencies = ["httpx==0.28.1", "wmill==1.850.0"]  # pinned as in uv.lock
+# ///
 """Step 1 of import_messages: read every message once, check each, and cut them into batches in the
 workspace storage, before anything is sent.
 

@@ -1,4 +1,8 @@
 # skip_result_postprocessing
+# /// script
+# requires-python = ">=3.11"
+# dependencies = ["httpx==0.28.1", "wmill==1.850.0"]  # pinned as in uv.lock
+# ///
 """Step 4 of import_messages: what became of every message of the input, by its position.
 
 It reads each batch's outcome lines and writes three files to the workspace storage, streamed, so the

@@ -1,4 +1,8 @@
 # skip_result_postprocessing
+# /// script
+# requires-python = ">=3.11"
+# dependencies = ["httpx==0.28.1", "wmill==1.850.0"]  # pinned as in uv.lock
+# ///
 """Step 2 of import_messages, once per batch: send it with bulk_create_messages, and note what happened.
 
 The batch is read from the workspace storage (prepare wrote it), sent by the deployed script's own
