@@ -208,7 +208,36 @@ DATE_TIMES = [
     ("2024-05-01T12:30:00+05:60", False),
     ("2024-02-30T12:30:00Z", False),
     ("2024-05-01T12:30:60Z", False),
+    ("9999-12-31T23:59:59-23:59", True),  # its UTC instant is in year 10000: still an RFC 3339 date-time
+    ("0001-01-01T00:00:00+23:59", True),
+    ("0000-01-01T00:00:00Z", False),
+    ("2024-05-01T12:30:00+24:00", False),
+    ("２０２４-０５-０１T１２:３０:００Z", False),  # full-width digits: not ASCII
+    ("٢٠٢٤-٠٥-٠١T١٢:٣٠:٠٠Z", False),  # Arabic-Indic digits
+    ("2024-05-01T24:00:00Z", False),
 ]
+
+
+@given(
+    st.tuples(
+        st.integers(0, 10_000),
+        st.integers(0, 13),
+        st.integers(0, 32),
+        st.integers(0, 25),
+        st.integers(0, 61),
+        st.integers(0, 61),
+        st.sampled_from(["Z", "z", "+", "-"]),
+        st.integers(0, 25),
+        st.integers(0, 61),
+    )
+)
+def test_scripts_and_sandbox_agree_on_hostile_dates(parts: tuple[int, ...]) -> None:
+    year, month, day, hour, minute, second, zone, off_hours, off_minutes = parts
+    when = f"{year:04d}-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}:{second:02d}"
+    when += zone if zone in "Zz" else f"{zone}{off_hours:02d}:{off_minutes:02d}"
+    body = {"channel": "email", "app": "x", "direction": "in", "sentAt": when}
+    script_accepts = create_message._message_problems(body, "body", create_message.CREATE_REQUIRED) == []
+    assert script_accepts == (body_errors("/v1/messages", body) == []), when
 
 
 @pytest.mark.parametrize(("when", "valid"), DATE_TIMES)

@@ -139,6 +139,8 @@ def test_promises_hold_whatever_the_server_does(
     arrived = last is not None and last_answer.delay == 0  # a paced head may miss the deadline, rightly
     if arrived and last is not None and 400 <= last < 500 and last != 429 and error is not None:
         assert isinstance(error, script.KustomerAPIError), f"{last} answered, yet {type(error).__name__}"
+    if arrived and last is not None and 300 <= last < 400 and error is not None:  # a POST arrived: never "not sent"
+        assert isinstance(error, script.KustomerOutcomeUnknownError), f"{last} answered, yet {type(error).__name__}"
 
 
 def _status(answer: Answer) -> int | None:

@@ -379,3 +379,57 @@ def test_an_answer_with_non_json_number_tokens_is_not_taken_for_json(token: byte
         _, error = attempt(create_message, {"apiKey": API_KEY, "baseUrl": server.url})
     assert isinstance(error, create_message.KustomerOutcomeUnknownError)
     assert "its answer was not JSON" in str(error)
+
+
+# ---- second round (issue "Hardening, second round") ----
+
+
+def test_a_number_too_large_for_a_float_in_a_success_answer_is_kept_as_its_text_and_said(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    answer = Answer.http(201, b'{"data": {"id": "5f9a3c1e2b4d6f8a0c1e3b5d", "attributes": {"n": 1e400, "m": 2.5}}}')
+    with HostileServer([answer]) as server:
+        result, error = attempt(create_message, {"apiKey": API_KEY, "baseUrl": server.url})
+    assert error is None, error
+    assert result == {"data": {"id": "5f9a3c1e2b4d6f8a0c1e3b5d", "attributes": {"n": "1e400", "m": 2.5}}}
+    json.dumps(result, allow_nan=False)  # strict JSON, as Windmill stores it
+    said = capsys.readouterr().out
+    assert "(id 5f9a3c1e2b4d6f8a0c1e3b5d)" in said
+    assert "1 number(s) too large for JSON (1e400)" in said
+
+
+@pytest.mark.parametrize("layers", [3, 2000])
+def test_more_than_two_content_encoding_layers_are_refused_before_decoding(layers: int) -> None:
+    body = json.dumps({"data": {"id": "x"}}).encode()
+    for _ in range(min(layers, 3)):
+        body = gzip.compress(body)
+    answer = Answer.http(201, body, headers={"Content-Encoding": ", ".join(["gzip"] * layers)})
+    with HostileServer([answer]) as server:
+        started = time.monotonic()
+        _, error = attempt(create_message, {"apiKey": API_KEY, "baseUrl": server.url})
+    assert isinstance(error, create_message.KustomerOutcomeUnknownError)
+    assert f"encoded {layers} times over; at most 2 layers are read" in str(error)
+    assert time.monotonic() - started < 5
+
+
+@BOTH
+@pytest.mark.parametrize("digits", ["２０２４-０５-０１T１２:３０:００Z", "٢٠٢٤-٠٥-٠١T١٢:٣٠:٠٠Z"])
+def test_a_date_in_other_digits_than_ascii_is_refused_before_sending(script: ModuleType, digits: str) -> None:
+    body = body_for(script)
+    (body if isinstance(body, dict) else body[0])["sentAt"] = digits
+    with respx.mock(assert_all_called=False) as api:
+        _, error = attempt(script, {"apiKey": API_KEY}, body)
+    assert isinstance(error, script.KustomerInputError)
+    assert "sentAt" in str(error)
+    assert "is not an RFC 3339 date-time" in str(error)
+    assert api.calls.call_count == 0
+
+
+def test_the_size_limit_counts_bytes_not_characters() -> None:
+    body = [{"channel": "chat", "app": "a", "preview": "😀" * 10_240, "_clientRef": f"r{i}"} for i in range(97)]
+    assert sum(len(m["preview"]) for m in body) < 1_000_000 < len(json.dumps(body, ensure_ascii=False).encode())
+    with respx.mock(assert_all_called=False) as api:
+        _, error = attempt(bulk_create_messages, {"apiKey": API_KEY}, body)
+    assert isinstance(error, bulk_create_messages.KustomerInputError)
+    assert "over 1,000 KB of JSON" in str(error)
+    assert api.calls.call_count == 0

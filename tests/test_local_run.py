@@ -258,3 +258,14 @@ def test_the_workers_interpolation_applies_and_the_token_is_never_sent(tmp_path:
     assert "wm_job_" not in done.stdout + done.stderr
     assert as_text.returncode == 0, as_text.stdout
     assert received == [body]  # the text body, exactly; the structured one never left
+
+
+def test_a_public_name_that_starts_like_a_loopback_address_is_no_local_server() -> None:
+    done = run_cli(
+        "create_message",
+        "--data",
+        '{"body": {"channel": "fax"}}',
+        env={"KUSTOMER_API_KEY": "k-0123456789", "KUSTOMER_BASE_URL": "https://127.0.0.1.nip.io"},
+    )
+    assert "using the REAL Kustomer API at https://127.0.0.1.nip.io" in done.stderr
+    assert "local server" not in done.stderr

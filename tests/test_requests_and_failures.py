@@ -192,10 +192,12 @@ def test_error_body_of_unexpected_json_shape(api: respx.Router) -> None:
     assert "400 Bad Request" in str(error)
 
 
-def test_redirect_is_not_followed(api: respx.Router) -> None:
-    error = fail(create_message, api, httpx.Response(301, headers={"Location": "https://evil.example/v1/messages"}))
+def test_a_redirect_after_a_post_is_not_followed_and_its_outcome_is_unknown(api: respx.Router) -> None:
+    error = fail(create_message, api, httpx.Response(303, headers={"Location": "https://evil.example/v1/messages"}))
     assert api.calls.call_count == 1
-    assert "Redirects are not followed" in str(error)
+    assert isinstance(error, create_message.KustomerOutcomeUnknownError)  # the request arrived: never "not sent"
+    assert "The request arrived, so it may have taken effect; it was neither followed" in str(error)
+    assert "Nothing was created" not in str(error)
     assert "https://evil.example/v1/messages" in str(error)
 
 

@@ -259,3 +259,13 @@ def test_a_switch_that_would_break_the_sandbox_is_refused_at_start_in_one_line(s
     )
     assert done.returncode == 2
     assert done.stderr == f"kustomer-sandbox: {said}\n"
+
+
+@pytest.mark.parametrize("header", ["authorization", "AUTHORIZATION", "Authorization"])
+@pytest.mark.parametrize("value", ["Bearer\tsecret-token-123", "Bearer  secret-token-123", "secret-token-123"])
+def test_the_journal_hides_the_token_however_the_header_is_spelled(header: str, value: str) -> None:
+    with Sandbox() as box:
+        httpx.post(f"{box.url}/v1/messages", headers={header: value}, json={"channel": "chat"})
+        journal = httpx.get(f"{box.url}/__sandbox/requests").text
+    assert "secret-token-123" not in journal
+    assert "<hidden>" in journal

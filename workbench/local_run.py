@@ -59,10 +59,15 @@ def read_json_option(value: str, what: str) -> Any:
 
 
 def is_loopback_url(url: str) -> bool:
+    """By address, not by prefix: https://127.0.0.1.nip.io is a public name, not this machine."""
+    import ipaddress
     from urllib.parse import urlsplit
 
     host = urlsplit(url).hostname or ""
-    return host == "localhost" or host == "::1" or host.startswith("127.")
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def printed(job: JobResult, pretty: bool) -> str:

@@ -230,13 +230,13 @@ def _message_problems(message: Any, where: str, required: tuple[str, ...], extra
 def _size_problems(body: Any, where: str) -> list[str]:
     """Refuse a body far over Kustomer's request size before looking at it field by field.
 
-    The estimate counts characters and stops as soon as it passes the limit, so a huge body costs
+    The estimate counts UTF-8 bytes and stops as soon as it passes the limit, so a huge body costs
     no more than a small one; with this bound, validation below is linear in a body it accepts."""
     size, stack = 0, [body]
     while stack and size <= MAX_BODY_BYTES:
         value = stack.pop()
-        if isinstance(value, str):
-            size += len(value) + 3
+        if isinstance(value, str):  # bytes as sent: an emoji is 4 of them
+            size += (len(value) if value.isascii() else len(value.encode("utf-8", "surrogatepass"))) + 3
         elif isinstance(value, dict):
             size += 2 + 4 * len(value) + sum(len(k) for k in value if isinstance(k, str))
             stack.extend(value.values())
@@ -337,7 +337,8 @@ def _string_problems(value: str, schema: Schema, where: str) -> list[str]:
 
 _OBJECT_ID_RE = re.compile(r"[0-9a-fA-F]{24}")
 # RFC 3339 section 5.6: full-date "T" full-time; seconds and a time zone are required; T and Z may be lowercase.
-_RFC3339 = re.compile(r"(\d{4})-(\d\d)-(\d\d)[Tt](\d\d):(\d\d):(\d\d)(?:\.\d+)?(?:[Zz]|([+-])(\d\d):(\d\d))")
+# re.ASCII: \d is 0-9 only; full-width or Arabic-Indic digits pass int() but Kustomer refuses them.
+_RFC3339 = re.compile(r"(\d{4})-(\d\d)-(\d\d)[Tt](\d\d):(\d\d):(\d\d)(?:\.\d+)?(?:[Zz]|([+-])(\d\d):(\d\d))", re.ASCII)
 # Patterns used only to explain a refusal: plain strings, compiled by re on first use, not at every import.
 _ALMOST_DATE_TIME = r"\d{4}-\d\d-\d\d(?:([Tt ])\d\d:\d\d(:\d\d(?:[.,]\d+)?)?\s*([Zz]|[+-]\d\d(:?\d\d)?)?)?"
 
@@ -996,8 +997,17 @@ class _Exchange:
         status = response.status_code
         reason = f"{status} {self.shown(response.reason_phrase, 60)}".strip()
         if response.is_success:
+            too_large: list[str] = []
+
+            def finite(text: str) -> Any:  # 1e400 is no float: keep its text, so the result stays JSON
+                value = float(text)
+                if math.isfinite(value):
+                    return value
+                too_large.append(text)
+                return text
+
             try:
-                return _without_key(json.loads(raw, parse_constant=_refuse_constant), self.key)
+                answer = _without_key(json.loads(raw, parse_constant=_refuse_constant, parse_float=finite), self.key)
             except (ValueError, RecursionError):
                 shown = self.shown(raw[:1000].decode("utf-8", "replace"), 200) or "an empty body"
                 if self.endpoint.method == "GET":
@@ -1009,8 +1019,25 @@ class _Exchange:
                     f"JSON ({shown}). The request most likely took effect. {if_unknown}",
                     status,
                 ) from None
+            if too_large:
+                data = answer.get("data") if isinstance(answer, dict) else None
+                which = f" (id {self.shown(_scalar(data.get('id')), 40)})" if isinstance(data, dict) else ""
+                print(
+                    f"Kustomer answered {reason} to {self.where}{which}, but its answer holds {len(too_large)} "
+                    f"number(s) too large for JSON ({self.shown(', '.join(too_large), 60)}): the result gives each "
+                    "as its text, the rest as Kustomer sent it.",
+                    flush=True,
+                )
+            return answer
         if response.is_redirect:
             target = self.shown(response.headers.get("location", "?"), 120)
+            if self.endpoint.method != "GET":  # the request arrived: it may have taken effect before the redirect
+                raise KustomerOutcomeUnknownError(
+                    f"Kustomer answered {reason} to {self.where}, pointing to {target}. The request arrived, so it "
+                    f"may have taken effect; it was neither followed (the API key stays with the host you chose) nor "
+                    f"repeated. {if_unknown} Set auth.baseUrl to the API host itself, e.g. https://api.kustomerapp.com.",
+                    status,
+                )
             raise KustomerAPIError(
                 f"Kustomer answered {reason} to {self.where}, pointing to {target}. Redirects are not followed, "
                 f"so the API key stays with the host you chose. {self.nothing_done()}Set auth.baseUrl to the API "
@@ -1159,6 +1186,9 @@ _REGION_HINT = (
 )
 
 
+_MAX_ENCODING_LAYERS = 2
+
+
 class _BoundedDecoder:
     """Undoes Content-Encoding (gzip, deflate, layered as listed) while counting what comes out, so a
     small compressed answer cannot inflate past `limit` bytes in memory: a 2 KB bomb stops at the limit."""
@@ -1168,6 +1198,8 @@ class _BoundedDecoder:
         unknown = [e for e in layers if e not in ("gzip", "x-gzip", "deflate")]
         if unknown:
             raise ValueError(f"it is encoded as {_clip(', '.join(unknown), 40)}, which this script does not read")
+        if len(layers) > _MAX_ENCODING_LAYERS:  # each layer is a decoder; thousands would cost memory and time
+            raise ValueError(f"it is encoded {len(layers)} times over; at most {_MAX_ENCODING_LAYERS} layers are read")
         self.layers = [zlib.decompressobj(zlib.MAX_WBITS | 32) for _ in reversed(layers)]  # gzip or zlib header
         self.limit, self.size, self.full = limit, 0, False
 

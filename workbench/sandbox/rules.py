@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import jsonschema
@@ -131,17 +131,23 @@ def _is_object_id(value: object) -> bool:
 @_formats.checks("date-time", raises=ValueError)
 def _is_date_time(value: object) -> bool:
     """RFC 3339 section 5.6 date-time, as the published schema's `format: date-time` means it: a "T"
-    (or "t"), seconds, and "Z" or a +HH:MM offset are required; 60 seconds only in a leap second."""
+    (or "t"), seconds, and "Z" or a +HH:MM offset are required; 60 seconds only in a leap second, at
+    23:59:60 UTC. ASCII digits only. Any year 0001 to 9999 with any offset under 24 h is a date-time,
+    even where its UTC instant falls outside those years."""
     if not isinstance(value, str):
         return True
-    match = re.fullmatch(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:(\d{2})(?:\.\d+)?(?:[Zz]|[+-]\d{2}:(\d{2}))", value)
-    if not match or int(match.group(2) or 0) > 59:
+    pattern = r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.\d+)?(?:[Zz]|([+-])(\d{2}):(\d{2}))"
+    match = re.fullmatch(pattern, value, re.ASCII)
+    if not match:
         return False
-    text = value.upper().replace("Z", "+00:00")
-    leap = match.group(1) == "60"
-    moment = datetime.fromisoformat(text[:17] + "59" + text[19:] if leap else text)  # ValueError: not a real date
-    utc = moment.astimezone(UTC)
-    return not leap or (utc.hour, utc.minute) == (23, 59)
+    year, month, day, hour, minute, second, sign, off_hours, off_minutes = match.groups()
+    datetime(int(year), int(month), int(day), int(hour), int(minute))  # ValueError: not a real date or time
+    if int(second) > 60 or (sign and (int(off_hours) > 23 or int(off_minutes) > 59)):
+        return False
+    if int(second) == 60:
+        offset = (int(off_hours) * 60 + int(off_minutes)) * (1 if sign == "+" else -1) if sign else 0
+        return (int(hour) * 60 + int(minute) - offset) % 1440 == 23 * 60 + 59
+    return True
 
 
 def _is_number(checker: Any, value: object) -> bool:

@@ -233,9 +233,7 @@ class Handler(BaseHTTPRequestHandler):
     # -- the wire --
 
     def journal(self, raw: bytes) -> dict[str, Any]:
-        headers = dict(self.headers.items())
-        if "Authorization" in headers:
-            headers["Authorization"] = headers["Authorization"].split(" ", 1)[0] + " <hidden>"
+        headers = {name: _hidden(name, value) for name, value in self.headers.items()}
         try:
             body: Any = json.loads(raw) if raw else None
         except ValueError:
@@ -272,3 +270,11 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(raw)
+
+
+def _hidden(name: str, value: str) -> str:
+    """A credential header as its scheme and <hidden>, however the client spelled or spaced it."""
+    if name.lower() not in ("authorization", "proxy-authorization"):
+        return value
+    scheme = value.split(None, 1)[0] if value.split() else ""
+    return f"{scheme} <hidden>" if re.fullmatch(r"[A-Za-z]{1,10}", scheme) else "<hidden>"

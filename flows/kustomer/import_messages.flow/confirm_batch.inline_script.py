@@ -53,7 +53,10 @@ def main(
             for entry in entries:
                 entry.update(outcome="unknown", why=why, check=f"run wait_for_bulk_results with bulk_id {bulk_id}")
         else:
-            items = {i.get("_clientRef"): i for i in confirmed.get("items") or [] if isinstance(i, dict)}
+            listed = confirmed.get("items") if isinstance(confirmed, dict) else None
+            items = {  # only text refs can be ours: anything else in Kustomer's answer is no match
+                i["_clientRef"]: i for i in listed or [] if isinstance(i, dict) and isinstance(i.get("_clientRef"), str)
+            }
             for entry in entries:
                 item = items.get(entry["_clientRef"]) if isinstance(entry["_clientRef"], str) else None
                 if item is None:

@@ -66,9 +66,8 @@ def main(
         if isinstance(bulk_id, str) and bulk_id:
             attributes = data.get("attributes") if isinstance(data, dict) else None
             created_at = attributes.get("createdAt") if isinstance(attributes, dict) else None
-            sent.update(
-                outcome="accepted", bulk_id=bulk_id, submitted_at=created_at if isinstance(created_at, str) else ""
-            )
+            usable = isinstance(created_at, str) and kustomer._date_time_problem(created_at) is None
+            sent.update(outcome="accepted", bulk_id=bulk_id, submitted_at=created_at if usable else "")
         else:
             sent.update(
                 outcome="unknown", why="outcome unknown: Kustomer accepted the request but gave no operation id"
