@@ -20,6 +20,7 @@ import argparse
 import json
 import math
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -288,9 +289,10 @@ def import_at_scale(count: int, budget: int, inline: bool = False) -> dict[str, 
             if line.startswith("[prepare] Checked "):
                 checked.append(float(line.split(" in ")[1].split(" s")[0]))
 
-        started = time.time()
+        started, jobs_cpu, own_cpu = time.time(), _cpu(resource.RUSAGE_CHILDREN), _cpu(resource.RUSAGE_SELF)
         job = run_flow_job(FLOWS / "import_messages.flow", args, workspace, log)
         elapsed = time.time() - started
+        jobs_cpu, own_cpu = _cpu(resource.RUSAGE_CHILDREN) - jobs_cpu, _cpu(resource.RUSAGE_SELF) - own_cpu
         if job.exit_code != 0:
             raise SystemExit(f"bench: the import at scale failed: {str(job.result)[:500]}")
         batches = job.result["counts"]["messages"] / 100
@@ -306,7 +308,14 @@ def import_at_scale(count: int, budget: int, inline: bool = False) -> dict[str, 
             "elapsed": elapsed,
             "429": sum(r["status"] == 429 for r in sandbox.requests),
             "prepare_per_minute": count / checked[0] * 60 if checked and checked[0] else 0.0,
+            "jobs_cpu_per_batch": jobs_cpu / batches,  # CPU seconds of the Python jobs, per batch
+            "stand_in_cpu_per_batch": own_cpu / batches,  # the sandbox, the storage and the runner here
         }
+
+
+def _cpu(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -408,7 +417,8 @@ def main(argv: list[str] | None = None) -> int:
                 + f"; prepare checks {scale['prepare_per_minute']:,.0f} messages/min",
                 f"{scale['python_jobs_per_batch']:.2f} Python jobs per batch; {scale['per_minute']:.0f} msg/min "
                 f"confirmed = {scale['per_minute'] / scale['bound']:.0%} of the bound {scale['bound']:.0f} "
-                f"({scale['elapsed']:.0f} s); 429s: {scale['429']}",
+                f"({scale['elapsed']:.0f} s); 429s: {scale['429']}; CPU per batch: jobs "
+                f"{scale['jobs_cpu_per_batch']:.2f} s, stand-ins {scale['stand_in_cpu_per_batch']:.2f} s",
                 "stored <= 3 x, storage <= 4 x, no result over 2 MB, <= 3 jobs per batch, >= 90% of the bound",
                 "" if quick else ("yes (1 run)" if met else "no (1 run)"),
             )
