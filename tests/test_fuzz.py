@@ -231,10 +231,10 @@ DATE_TIMES = [
         st.integers(0, 61),
     )
 )
-def test_scripts_and_sandbox_agree_on_hostile_dates(parts: tuple[int, ...]) -> None:
+def test_scripts_and_sandbox_agree_on_hostile_dates(parts: tuple[int, int, int, int, int, int, str, int, int]) -> None:
     year, month, day, hour, minute, second, zone, off_hours, off_minutes = parts
     when = f"{year:04d}-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}:{second:02d}"
-    when += zone if zone in "Zz" else f"{zone}{off_hours:02d}:{off_minutes:02d}"
+    when += zone if zone in ("Z", "z") else f"{zone}{off_hours:02d}:{off_minutes:02d}"
     body = {"channel": "email", "app": "x", "direction": "in", "sentAt": when}
     script_accepts = create_message._message_problems(body, "body", create_message.CREATE_REQUIRED) == []
     assert script_accepts == (body_errors("/v1/messages", body) == []), when
