@@ -21,6 +21,7 @@ red) and the report travels in the error's `extra`.
 
 import json
 import tempfile
+import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -46,6 +47,7 @@ class ImportIncompleteError(Exception):
 def main(prepared: dict) -> dict[str, Any]:  # type: ignore[type-arg]  # the result of prepare
     if prepared.get("dry_run"):
         return {"dry_run": prepared["dry_run"], "counts": prepared["counts"], "invalid_file": prepared["invalid_file"]}
+    started = time.monotonic()
     run, batches = prepared["run"], prepared["batches"]
     counts = dict.fromkeys(OUTCOMES, 0)
     not_created: list[dict[str, Any]] = []
@@ -84,6 +86,7 @@ def main(prepared: dict) -> dict[str, Any]:  # type: ignore[type-arg]  # the res
                 report["retry"] = retry_inline
         if counts["unknown"]:
             report["unknown_file"] = _write(f"{run}/unknown.jsonl", unknown_file)
+    print(f"Wrote the report of {total} positions in {time.monotonic() - started:.1f} s.")
     if counts["created"] < total:
         raise ImportIncompleteError(_explain(report, runs), report)
     return report
