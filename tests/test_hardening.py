@@ -434,3 +434,52 @@ def test_the_size_limit_counts_bytes_not_characters() -> None:
     assert isinstance(error, bulk_create_messages.KustomerInputError)
     assert "over 1,000 KB of JSON" in str(error)
     assert api.calls.call_count == 0
+
+
+CONVERSATION = "5f9a3c1e2b4d6f8a0c1e3b5d"
+
+
+def message_found(external_id: str, conversation: str = CONVERSATION) -> dict[str, Any]:
+    return {
+        "data": {
+            "type": "message",
+            "id": "0f6c2b8e5d1a4c7b9e3f2a10",
+            "attributes": {"externalId": external_id},
+            "relationships": {"conversation": {"data": {"type": "conversation", "id": conversation}}},
+        }
+    }
+
+
+@pytest.mark.parametrize(
+    ("answer", "said"),
+    [
+        (message_found("SM-someone-else"), "was a message with another externalId"),
+        (message_found("SM-hard-1", "aaaaaaaaaaaaaaaaaaaaaaaa"), "in another conversation"),
+        ({"data": []}, "held 0 messages, not one"),
+        (None, "was null, not a message"),
+        ({"errors": [{"title": "nope"}]}, "not a message"),
+    ],
+    ids=["other-external-id", "other-conversation", "empty-list", "null", "errors-in-a-200"],
+)
+def test_a_lookup_proves_creation_only_by_the_message_that_was_sent(answer: Any, said: str) -> None:
+    body = dict(MESSAGE, conversation=CONVERSATION)
+    with respx.mock() as api:
+        api.post(f"{US}/v1/messages").mock(return_value=httpx.Response(503))
+        answered = httpx.Response(200, content=json.dumps(answer).encode())  # `null` too, as a body
+        api.get(f"{US}/v1/messages/externalid=SM-hard-1").mock(return_value=answered)
+        _, error = attempt(create_message, {"apiKey": API_KEY}, body)
+    assert isinstance(error, create_message.KustomerOutcomeUnknownError)
+    assert said in str(error)
+    assert "so it proves nothing" in str(error)
+
+
+def test_a_lookup_that_finds_the_message_sent_returns_it() -> None:
+    body = dict(MESSAGE, conversation=CONVERSATION)
+    with respx.mock() as api:
+        api.post(f"{US}/v1/messages").mock(return_value=httpx.Response(503))
+        api.get(f"{US}/v1/messages/externalid=SM-hard-1").mock(
+            return_value=httpx.Response(200, json=message_found("SM-hard-1"))
+        )
+        result, error = attempt(create_message, {"apiKey": API_KEY}, body)
+    assert error is None, error
+    assert result == message_found("SM-hard-1")

@@ -59,7 +59,7 @@ def main(auth: kustomer, body: dict) -> Any:  # type: ignore[type-arg]  # Windmi
         if not (isinstance(body.get("externalId"), str) and body["externalId"]):
             raise
         lost = unknown
-    return _found_by_external_id(auth, body["externalId"], lost)
+    return _found_by_external_id(auth, body["externalId"], lost, body.get("conversation"))
 
 
 CREATE_REQUIRED = ("channel", "app", "direction")
@@ -68,15 +68,22 @@ MESSAGE_READ_ROLE = "org.permission.message.read (or the legacy org.user.message
 IDS_NOT_FOUND = "Check the conversation, customer and other ids in the body: they must exist in the key's org."
 
 
-def _found_by_external_id(auth: kustomer, external_id: str, unknown: "KustomerOutcomeUnknownError") -> Any:
+def _found_by_external_id(
+    auth: kustomer, external_id: str, unknown: "KustomerOutcomeUnknownError", conversation: Any = None
+) -> Any:
     """The POST went out and its answer was lost: look the message up by its externalId (a GET, safe to
-    repeat) and return it if Kustomer has it. The POST itself is never sent again."""
+    repeat) and return it if Kustomer has it. The POST itself is never sent again. Only a message with
+    this externalId (in this conversation, when the body named one) proves it was created."""
     lookup = _Endpoint("GET", "/v1/messages/externalid=" + quote(external_id, safe=""), MESSAGE_READ_ROLE, "")
     try:
         found = _call_kustomer(auth, lookup)
     except KustomerError as exc:
         failure = exc
     else:
+        mismatch = _not_this_message(found, external_id, conversation)
+        if mismatch:
+            more = f"It was looked up by its externalId right after, and the answer {mismatch}, so it proves nothing."
+            raise KustomerOutcomeUnknownError(f"{unknown} {more}", unknown.status)
         print(
             f"The answer to the create was lost ({_clip(str(unknown), 160)}); the message was then found by its "
             f"externalId {_show(external_id, 80)}, so it was created: returning it.",
@@ -94,6 +101,29 @@ def _found_by_external_id(auth: kustomer, external_id: str, unknown: "KustomerOu
     else:
         more = f"Looking it up by its externalId failed too: {failure}"
     raise KustomerOutcomeUnknownError(f"{unknown} {more}", unknown.status)
+
+
+def _not_this_message(found: Any, external_id: str, conversation: Any) -> str:
+    """What is wrong with a lookup's answer as proof; empty when it is the message that was sent."""
+    data = found.get("data") if isinstance(found, dict) else None
+    if isinstance(data, list):
+        return (
+            f"held {len(data)} messages, not one"
+            if len(data) != 1
+            else _not_this_message({"data": data[0]}, external_id, conversation)
+        )
+    if not isinstance(data, dict) or data.get("type") not in (None, "message"):
+        return f"was {_describe(found)}, not a message"
+    attributes = data.get("attributes")
+    if not isinstance(attributes, dict) or attributes.get("externalId") != external_id:
+        return "was a message with another externalId"
+    if isinstance(conversation, str) and conversation:
+        related = data.get("relationships")
+        linked = related.get("conversation") if isinstance(related, dict) else None
+        linked_data = linked.get("data") if isinstance(linked, dict) else None
+        if not (isinstance(linked_data, dict) and linked_data.get("id") == conversation):
+            return "was a message with this externalId in another conversation"
+    return ""
 
 
 # ---- shared part "messages": the same in every script of scripts/kustomer that holds it ----
