@@ -456,7 +456,7 @@ def message_found(external_id: str, conversation: str = CONVERSATION) -> dict[st
         (message_found("SM-someone-else"), "was a message with another externalId"),
         (message_found("SM-hard-1", "aaaaaaaaaaaaaaaaaaaaaaaa"), "in another conversation"),
         ({"data": []}, "held 0 messages, not one"),
-        (None, "was null, not a message"),
+        (None, "was nothing (null), not a message"),
         ({"errors": [{"title": "nope"}]}, "not a message"),
     ],
     ids=["other-external-id", "other-conversation", "empty-list", "null", "errors-in-a-200"],
