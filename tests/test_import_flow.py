@@ -133,6 +133,23 @@ def test_tempting_texts_reach_kustomer_exactly_and_come_back_exactly_in_retry(wo
     assert read_jsonl(storage, extra["retry_file"]) == extra["retry"]
 
 
+def test_tempting_texts_in_a_file_reach_kustomer_exactly_and_come_back_exactly_in_retry_file(
+    workspace: Any,
+) -> None:
+    ws, storage = workspace
+    given = [
+        {**m, "preview": TEMPTING[i % 5], "subject": "50% off with $var: SAVE50"} for i, m in enumerate(messages(10))
+    ]
+    given[3]["preview"] = "sandbox:fail $var:u/admin/kustomer_key"
+    storage.put("uploads/h.jsonl", jsonl(given))
+    with Sandbox() as box:
+        job = run(ws, auth=auth(box), messages_file={"s3": "uploads/h.jsonl"})
+        sent = [m for b in bulk_bodies(box) for m in b]
+    assert [{k: v for k, v in m.items() if k != "_clientRef"} for m in sent] == given
+    assert not any(SECRET in json.dumps(m) or any(t in json.dumps(m) for t in ws.tokens) for m in sent)
+    assert read_jsonl(storage, job.result["extra"]["retry_file"]) == [{**given[3], "_clientRef": "position-3"}]
+
+
 def test_1000_inline_messages_stay_within_cloud_limits_and_the_copies_windmill_makes_are_counted(
     workspace: Any,
 ) -> None:
