@@ -8,6 +8,7 @@ report's `retry_file` resumes exactly the messages that were not created."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import subprocess
@@ -349,3 +350,62 @@ def test_a_json_lines_file_reports_each_bad_line_at_its_position(workspace: Any)
     assert text.startswith("2 of 5 messages are invalid; nothing was sent.")
     assert "- messages[2]: is text but not JSON (line 1, column 28): Expecting value" in text
     assert "- messages[3]: the JSON text names the key 'app' twice in one object" in text
+
+
+# ---- what the report says to do next ----
+
+
+def test_each_unknown_entry_carries_its_own_external_id_and_the_advice_that_fits_it(workspace: Any) -> None:
+    ws, storage = workspace
+    given = [{**m, **({"externalId": f"legacy-{i}"} if i % 2 else {})} for i, m in enumerate(messages(10))]
+    with Sandbox() as box:
+        box.configure(fault="applied_503", fault_count=1)  # applied, and its answer lost
+        job = run(ws, auth=auth(box), messages=given)
+    unknown = read_jsonl(storage, job.result["extra"]["unknown_file"])
+    assert [e["position"] for e in unknown] == list(range(10))
+    for entry in unknown:
+        if entry["position"] % 2:
+            assert entry["externalId"] == f"legacy-{entry['position']}"
+            assert entry["check"].startswith("look it up by its externalId")
+        else:
+            assert "externalId" not in entry
+            assert entry["check"].startswith("check its conversation's timeline")
+    assert "not_sent" in job.result["extra"]["counts"]  # one spelling, in counts as in entries
+
+
+def test_inside_the_flow_the_rate_limit_advice_names_max_requests_per_minute(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """send_batch run in process, its imports stood in for: the one thing tested is what it says."""
+    import sys
+    import types
+
+    import bulk_create_messages
+    import wmill
+
+    package = types.ModuleType("f.kustomer")
+    package.bulk_create_messages = bulk_create_messages  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "f", types.ModuleType("f"))
+    monkeypatch.setitem(sys.modules, "f.kustomer", package)
+    written: dict[str, bytes] = {}
+    batch = {"positions": [0], "messages": [{"channel": "chat", "app": "a"}]}
+    monkeypatch.setattr(wmill, "load_s3_file", lambda obj, *a: json.dumps(batch).encode())
+    monkeypatch.setattr(wmill, "write_s3_file", lambda obj, data, *a: written.setdefault(obj["s3"], data))
+
+    def rate_limited(auth: Any, body: Any) -> Any:
+        raise bulk_create_messages.KustomerRateLimitError(
+            "Rate limited by Kustomer: ...; in a flow, lower the for-loop's parallelism or spread the schedule: "
+            "the limit is shared by every key and app of the org.",
+            429,
+        )
+
+    monkeypatch.setattr(bulk_create_messages, "main", rate_limited)
+    spec = importlib.util.spec_from_file_location("send_batch", FLOW / "send_batch.inline_script.py")
+    assert spec is not None
+    assert spec.loader is not None
+    step = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(step)
+    assert step.main({"apiKey": "k"}, "run", 0)["outcome"] == "not_sent"
+    sent = json.loads(written["run/sent-0.json"])
+    assert "give max_requests_per_minute a share of the org's budget" in sent["why"]
+    assert "for-loop's parallelism" not in sent["why"]
