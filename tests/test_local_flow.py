@@ -201,3 +201,17 @@ def test_on_cloud_a_flow_whose_result_is_3_mib_or_more_fails(tmp_path: Path) -> 
     with pytest.raises(FlowStepError, match="too large"):
         run_flow(looped, {})
     assert len(run_flow(big_flow(tmp_path, loop(step("a", size=1_900_000), items=1)), {})) == 1
+
+
+def test_a_job_past_its_timeout_is_killed_with_the_workers_error(tmp_path: Path) -> None:
+    """The worker kills a job at its timeout ("job process terminated due to timeout"); on Cloud the
+    timeout is at most 900 s (DEFAULT_CLOUD_TIMEOUT)."""
+    from workbench.worker import run_job
+
+    probe = tmp_path / "slow.py"
+    probe.write_text("import time\n\n\ndef main():\n    time.sleep(30)\n")
+    started = time.monotonic()
+    job = run_job(probe, {}, timeout=1)
+    assert time.monotonic() - started < 10
+    assert job.exit_code == 1
+    assert job.result["message"].startswith("job process terminated due to timeout")
