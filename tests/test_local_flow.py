@@ -215,3 +215,40 @@ def test_a_job_past_its_timeout_is_killed_with_the_workers_error(tmp_path: Path)
     assert time.monotonic() - started < 10
     assert job.exit_code == 1
     assert job.result["message"].startswith("job process terminated due to timeout")
+
+
+def test_a_path_into_a_steps_result_is_read_directly_and_anything_more_in_quickjs(tmp_path: Path) -> None:
+    """js_eval.rs RE_FULL: `results.ID`, `results.ID[i]`, `results.ID.a.b` are fetched by the API as
+    that part only; `results.ID.a[1]` or `results.ID.a.b + 1` is JavaScript, with the whole result
+    loaded into QuickJS."""
+    folder = tmp_path / "paths.flow"
+    folder.mkdir()
+    (folder / "make.py").write_text(
+        "def main():\n    return {'inner': {'n': 7}, 'items': [{'x': 1}, {'x': 2}], 'bulk': ['t' * 1000] * 40_000}\n"
+    )
+    (folder / "echo.py").write_text("def main(value):\n    return value\n")
+
+    def echo(expr: str) -> dict[str, Any]:
+        return {
+            "id": "echo",
+            "value": {
+                "type": "rawscript",
+                "language": "python3",
+                "content": "!inline echo.py",
+                "input_transforms": {"value": {"type": "javascript", "expr": expr}},
+            },
+        }
+
+    make = {"id": "make", "value": {"type": "rawscript", "language": "python3", "content": "!inline make.py"}}
+    for expr, expected in (
+        ("results.make.inner.n", 7),
+        ("results.make.items", [{"x": 1}, {"x": 2}]),
+        ("results.gone.x", None),
+    ):
+        (folder / "flow.yaml").write_text(yaml.safe_dump({"summary": "p", "value": {"modules": [make, echo(expr)]}}))
+        with local_workspace(cloud=False) as (workspace, _):  # the 40 MB result is fine self-hosted
+            assert run_flow(folder, {}, workspace) == expected, expr
+    for expr in ("results.make.inner.n + 1", "results.make.items[1].x"):
+        (folder / "flow.yaml").write_text(yaml.safe_dump({"summary": "p", "value": {"modules": [make, echo(expr)]}}))
+        with local_workspace(cloud=False) as (workspace, _), pytest.raises(FlowStepError, match="out of memory"):
+            run_flow(folder, {}, workspace)

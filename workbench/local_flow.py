@@ -18,9 +18,10 @@ tests/test_local_flow.py:
   results; without it the loop runs every iteration, then fails with the list of all their results).
 - inside a loop, `flow_input` is the flow's input plus `iter: {index, value}`.
 
-- expressions: `flow_input.NAME` and `results.ID` are read directly; any other expression runs in
-  QuickJS (js_eval.rs), with the whole flow input loaded into it when it names `flow_input`, under
-  Windmill's 32 MB heap and 20 s limits: an expression Windmill could not evaluate fails here too.
+- expressions: `flow_input.NAME` and `results.ID` (with `[i]` and `.a.b` after it) are read directly;
+  any other expression runs in QuickJS (js_eval.rs), with the whole flow input loaded into it when it
+  names `flow_input`, under Windmill's 32 MB heap and 20 s limits: an expression Windmill could not
+  evaluate fails here too.
 - what a workspace stores and refuses (workbench/workspace.py): every job's arguments and result are
   counted, a loop iteration's arguments being the whole flow input plus `iter`; under Cloud's rules
   an iteration or flow whose result is 3 MiB or more fails.
@@ -46,7 +47,10 @@ from workbench.windmill_storage import WindmillStorage
 from workbench.worker import SCRIPTS, JobResult, run_job, script_names
 from workbench.workspace import CLOUD_JOB_RESULT_BYTES, Workspace
 
-_DIRECT = re.compile(r"(flow_input|results)\.([A-Za-z_]\w*)")  # js_eval.rs reads these without QuickJS
+# js_eval.rs reads these without QuickJS: `flow_input.NAME` (try_exact_property_access), and
+# `results.ID`, `results.ID[i]` and `results.ID.a.b` (RE_FULL: the API returns only that part of the result).
+_FLOW_INPUT_KEY = re.compile(r"flow_input\.([A-Za-z_]\w*)")
+_RESULTS_PATH = re.compile(r"results\??\.([A-Za-z_0-9]+)(?:\[(\d+)\])?((?:\.[A-Za-z_0-9]+)+)?")
 QUICKJS_MEMORY = 32 * 1024 * 1024  # QUICKJS_MEMORY_LIMIT
 QUICKJS_SECONDS = 20  # EVAL_TIMEOUT_MS
 
@@ -249,10 +253,22 @@ def _evaluate(step: str, transform: dict[str, Any], scope: dict[str, Any]) -> An
     if transform["type"] == "static":
         return transform.get("value")
     expr = transform["expr"].strip()
-    direct = _DIRECT.fullmatch(expr)
-    if direct and direct[1] in scope:
-        root = scope[direct[1]]
-        return root.get(direct[2]) if isinstance(root, dict) else None
+    if expr in ("result", "previous_result") and expr in scope:  # the transform context, as given
+        return scope[expr]
+    key = _FLOW_INPUT_KEY.fullmatch(expr)
+    if key and isinstance(scope.get("flow_input"), dict) and key[1] in scope["flow_input"]:
+        return scope["flow_input"][key[1]]
+    path = _RESULTS_PATH.fullmatch(expr)
+    if path and "results" in scope:
+        value: Any = scope["results"].get(path[1])  # a step not run is null, not an error
+        parts: list[str | int] = [int(path[2])] if path[2] else []
+        parts += path[3].strip(".").split(".") if path[3] else []
+        for part in parts:
+            if isinstance(part, int):
+                value = value[part] if isinstance(value, list) and part < len(value) else None
+            else:
+                value = value.get(part) if isinstance(value, dict) else None
+        return value
     return _quickjs(step, expr, scope)
 
 
