@@ -35,9 +35,9 @@ import wmill
 from f.kustomer import bulk_create_messages as kustomer
 
 MAX_INLINE_BYTES = 2_000_000  # Windmill copies the flow input into every loop iteration; Cloud's result limit
-MAX_BATCH_ITEMS = 100  # Kustomer's bulk limit
+MAX_BATCH_ITEMS = kustomer.MAX_BULK_ITEMS  # Kustomer's bulk limit, as the script has it
 MAX_BATCH_BYTES = 900_000  # under the scripts' 1 MB body limit, whatever the texts
-MAX_MESSAGE_BYTES = 1_000_000
+MAX_MESSAGE_BYTES = kustomer.MAX_BODY_BYTES  # a message that alone is over the script's body limit
 SHOWN = 20  # invalid positions in the error's message; invalid_file has them all
 UPLOADS = 4  # batch objects written at once
 
