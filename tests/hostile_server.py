@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import gzip
 import socket
+import ssl
 import threading
 import time
 import zlib
@@ -58,6 +59,7 @@ def gzip_bomb(layers: int, inflated: int) -> bytes:
 class HostileServer:
     answers: list[Answer] | Callable[[int], Answer]
     requests: list[bytes] = field(default_factory=list)
+    tls: ssl.SSLContext | None = None  # serve HTTPS with this context (a test CA's certificate)
 
     def __post_init__(self) -> None:
         self.sock = socket.create_server(("127.0.0.1", 0))
@@ -68,7 +70,7 @@ class HostileServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.sock.getsockname()[1]}"
 
     def posts(self) -> int:
         return sum(1 for r in self.requests if r.startswith(b"POST "))
@@ -99,6 +101,8 @@ class HostileServer:
         with conn:
             conn.settimeout(5)
             try:
+                if self.tls is not None:  # the handshake on this connection's own thread
+                    conn = self.tls.wrap_socket(conn, server_side=True)
                 self.requests[index] = self._read_request(conn)
                 answer = (
                     self.answers(index) if callable(self.answers) else self.answers[min(index, len(self.answers) - 1)]

@@ -39,6 +39,14 @@ FLOWS = ROOT / "flows" / "kustomer"
 # The worker starts the job with a cleared environment plus these (proxies included, as Windmill does).
 _PASSED_ENV = ("PATH", "HOME", "TZ", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
 
+
+def _whitelisted() -> tuple[str, ...]:
+    """The names in the worker's WHITELIST_ENVS (comma-separated), which it passes on to every job
+    (windmill-worker `WHITELIST_ENVS`, common `load_whitelist_env_vars_from_env`): how a self-hosted
+    worker gives jobs SSL_CERT_FILE / SSL_CERT_DIR, say for a TLS-inspecting proxy's CA."""
+    return tuple(name.strip() for name in os.environ.get("WHITELIST_ENVS", "").split(",") if name.strip())
+
+
 # The worker's post-processing, as its wrapper writes it (python_executor.rs, get_result_postprocessor).
 _POSTPROCESS = "re.sub(replace_invalid_fields, ' null ', unprocessed)"
 _UNPROCESSED = "unprocessed"
@@ -209,7 +217,7 @@ def run_job(
             peak=_PEAK,
         )
         Path(job_dir, "wrapper.py").write_text(wrapper)
-        env = {k: os.environ[k] for k in _PASSED_ENV if k in os.environ}
+        env = {k: os.environ[k] for k in _PASSED_ENV + _whitelisted() if k in os.environ}
         env.update(reserved)
         if workspace.base_url:
             env.update({"BASE_INTERNAL_URL": workspace.base_url, "WM_BASE_URL": workspace.base_url})

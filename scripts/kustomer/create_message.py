@@ -22,6 +22,7 @@ Kustomer's reference: https://developer.kustomer.com/api/core-resources/create-m
 """
 
 import contextlib
+import functools
 import ipaddress
 import json
 import math
@@ -29,6 +30,7 @@ import os
 import random
 import re
 import socket
+import ssl
 import threading
 import time
 import zlib
@@ -53,13 +55,14 @@ def main(auth: kustomer, body: dict) -> Any:  # type: ignore[type-arg]  # Windmi
     problems = problems or _size_problems(body, "body") or _message_problems(body, "body", CREATE_REQUIRED)
     _raise_if_invalid(_auth_problems(auth) + (problems or _token_problems(body, "body")))
     create = _Endpoint("POST", "/v1/messages", MESSAGE_WRITE_ROLE, IDS_NOT_FOUND)
+    deadline = POLICY.clock() + POLICY.max_job_seconds  # the create and its lookup, together
     try:
-        return _call_kustomer(auth, create, body, _check_before_rerun(body))
+        return _call_kustomer(auth, create, body, _check_before_rerun(body), deadline)
     except KustomerOutcomeUnknownError as unknown:
         if not (isinstance(body.get("externalId"), str) and body["externalId"]):
             raise
         lost = unknown
-    return _found_by_external_id(auth, body["externalId"], lost, body.get("conversation"))
+    return _found_by_external_id(auth, body["externalId"], lost, body.get("conversation"), deadline)
 
 
 CREATE_REQUIRED = ("channel", "app", "direction")
@@ -69,14 +72,14 @@ IDS_NOT_FOUND = "Check the conversation, customer and other ids in the body: the
 
 
 def _found_by_external_id(
-    auth: kustomer, external_id: str, unknown: "KustomerOutcomeUnknownError", conversation: Any = None
+    auth: kustomer, external_id: str, unknown: "KustomerOutcomeUnknownError", conversation: Any, deadline: float
 ) -> Any:
     """The POST went out and its answer was lost: look the message up by its externalId (a GET, safe to
     repeat) and return it if Kustomer has it. The POST itself is never sent again. Only a message with
     this externalId (in this conversation, when the body named one) proves it was created."""
     lookup = _Endpoint("GET", "/v1/messages/externalid=" + quote(external_id, safe=""), MESSAGE_READ_ROLE, "")
     try:
-        found = _call_kustomer(auth, lookup)
+        found = _call_kustomer(auth, lookup, deadline=deadline)
     except KustomerError as exc:
         failure = exc
     else:
@@ -643,7 +646,9 @@ class RetryPolicy(NamedTuple):
 
     connect_timeout: float = 10.0  # seconds to open the connection (nothing sent yet: retried)
     read_timeout: float = 30.0  # seconds of silence from Kustomer once the request is sent
-    response_deadline: float = 60.0  # seconds from the first byte sent to the last byte of the answer
+    response_deadline: float = 60.0  # seconds of one attempt: from the connection's start (a proxy's
+    #                                  CONNECT and the TLS handshake included) to the answer's last byte
+    max_job_seconds: float = 300.0  # every attempt and every wait of one job (a create and its lookup)
     max_response_bytes: int = 10_000_000  # of the answer once decoded, counted as it is decoded
     max_failed_attempts: int = 5  # attempts that got no answer: a failed connection (or a lost GET answer)
     max_rate_limited: int = 20  # 429 answers taken before giving up
@@ -836,17 +841,21 @@ class _Endpoint(NamedTuple):
     path: str  # percent-encoded, with its query if any
     role: str  # the role a key needs here, named when Kustomer answers 401 or 403
     not_found: str  # what a 404 means here
+    max_bytes: int = 0  # of a success answer, if less than the policy's
 
 
-def _call_kustomer(auth: kustomer, endpoint: _Endpoint, body: Any = None, if_unknown: str = "") -> Any:
+def _call_kustomer(
+    auth: kustomer, endpoint: _Endpoint, body: Any = None, if_unknown: str = "", deadline: float = math.inf
+) -> Any:
     """Send one request to Kustomer and return its JSON answer, or raise a KustomerError.
 
-    `if_unknown` says what to check when a write went out and its answer was lost. The error raised
+    `if_unknown` says what to check when a write went out and its answer was lost; `deadline` (the
+    policy's clock) is when the job's time is up: no attempt runs past it, no wait ends after it. The error raised
     carries no chained exception and no traceback from below this call: those would hold httpx's
     request, whose Authorization header is the key.
     """
     url = _base_url(auth).copy_with(raw_path=endpoint.path.encode("ascii"))  # the path arrives percent-encoded
-    exchange = _Exchange(auth["apiKey"].strip(), url, endpoint)
+    exchange = _Exchange(auth["apiKey"].strip(), url, endpoint, deadline)
     failure: KustomerError
     try:
         return exchange.send_handling_retries(body, if_unknown)
@@ -869,10 +878,12 @@ class _NoAnswer(Exception):  # noqa: N818  # an internal signal, never raised to
 class _Exchange:
     """One call to Kustomer: the request, whether any of it went out, and how the server's text is shown."""
 
-    def __init__(self, key: str, url: httpx.URL, endpoint: _Endpoint) -> None:
+    def __init__(self, key: str, url: httpx.URL, endpoint: _Endpoint, deadline: float) -> None:
         self.key, self.url, self.endpoint, self.policy = key, url, endpoint, POLICY
+        self.deadline = min(deadline, POLICY.clock() + POLICY.max_job_seconds)
         self.where = f"{endpoint.method} {url}"
-        self.sent = self.expired = self.traced = False
+        self.sent = self.expired = self.traced = self.out_of_time = False
+        self.cut_after = POLICY.response_deadline
         self.stream: Any = None
         self.timer: threading.Timer | None = None
         self.waited = 0.0
@@ -886,12 +897,16 @@ class _Exchange:
         with self.client() as client:
             while True:
                 try:
+                    if self.deadline - self.policy.clock() < 1:
+                        self.out_of_time = True
+                        raise _NoAnswer("this job's time ran out before the attempt", False, retry=False)
                     response, raw = self.send_single_request(client, content)
                     if response.status_code >= 500 and self.endpoint.method == "GET":  # reading again is safe
                         raise _NoAnswer(f"Kustomer answered {response.status_code}", True, response.status_code)
                 except _NoAnswer as lost:
                     failures += 1
                     wait = _failed_attempt_wait(failures, self.waited, self.policy) if lost.retry else None
+                    wait = self.in_time(wait)
                     if lost.sent and self.endpoint.method != "GET":
                         raise KustomerOutcomeUnknownError(
                             f"The request {self.where} was sent, and {lost.reason}. {if_unknown}", lost.status
@@ -905,16 +920,26 @@ class _Exchange:
                 rate_limited += 1
                 reset_at = _reset_time(response.headers, self.policy.clock(), self.policy)
                 announced = reset_at or announced
-                wait = _rate_limit_wait(reset_at, rate_limited, self.waited, self.policy)
+                wait = self.in_time(_rate_limit_wait(reset_at, rate_limited, self.waited, self.policy))
                 if wait is None:
                     raise self.rate_limit_error(raw, rate_limited, announced)
                 why = f"Kustomer answered 429 Too Many Requests to {self.where} (the org's rate limit)"
                 self.pause(wait, why, rate_limited + 1, self.policy.max_rate_limited)
 
+    def in_time(self, wait: float | None) -> float | None:
+        """`wait`, unless the job's time would be up before an attempt after it could end: None."""
+        if wait is not None and self.policy.clock() + wait + 1 > self.deadline:
+            self.out_of_time = True
+            return None
+        return wait
+
     def client(self) -> httpx.Client:
-        timeout = httpx.Timeout(self.policy.read_timeout, connect=self.policy.connect_timeout)
+        connect = max(1.0, min(self.policy.connect_timeout, self.deadline - self.policy.clock()))
+        timeout = httpx.Timeout(self.policy.read_timeout, connect=connect)
+        trust = _trust(os.environ.get("SSL_CERT_FILE") or None, os.environ.get("SSL_CERT_DIR") or None)
         try:  # loopback (a local sandbox) never goes through a proxy: the key would cross it in clear text
-            return httpx.Client(timeout=timeout, follow_redirects=False, trust_env=not _is_loopback(self.url.host))
+            loopback = _is_loopback(self.url.host)
+            return httpx.Client(timeout=timeout, follow_redirects=False, trust_env=not loopback, verify=trust)
         except Exception as exc:  # a proxy setting that cannot be used: an unknown scheme, socks without socksio
             names = [
                 n for n in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY") if os.environ.get(n) or os.environ.get(n.lower())
@@ -944,9 +969,13 @@ class _Exchange:
         except _NoAnswer:
             raise
         except Exception as exc:
+            problem = _certificate_problem(exc, self.url.host)
+            if problem:  # the same certificate would come back: trying again would only wait
+                raise self.untrusted_error(problem) from None
             if not self.traced:  # a transport that does not trace (a test double): judge by what failed
                 self.sent = isinstance(exc, _AFTER_SENDING)
-            retry = not self.sent and isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.ProxyError)
+            connect_failed = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.ProxyError)
+            retry = not self.sent and not self.expired and connect_failed  # a proxy that drips would drip again
             raise _NoAnswer(self.failure_reason(exc), self.sent, retry=retry or self.sent) from None
         finally:
             if self.timer:
@@ -955,7 +984,7 @@ class _Exchange:
 
     def read_body(self, response: httpx.Response) -> bytes:
         success = response.is_success
-        limit = self.policy.max_response_bytes if success else _ERROR_BODY_BYTES
+        limit = (self.endpoint.max_bytes or self.policy.max_response_bytes) if success else _ERROR_BODY_BYTES
         chunks: list[bytes] = []
         try:
             decoder = _BoundedDecoder(response.headers.get_list("content-encoding", split_commas=True), limit)
@@ -982,17 +1011,19 @@ class _Exchange:
     # -- what went out, and the deadline from the moment it did --
 
     def trace(self, event: str, info: dict[str, Any]) -> None:
-        """httpcore's trace hook: learns when the request starts to go out (not a proxy's CONNECT)."""
+        """httpcore's trace hook: its first event starts the attempt's deadline (before the connection,
+        so a proxy's CONNECT and the TLS handshake count); it learns when the request starts to go out."""
         self.traced = True
+        if self.timer is None:  # one deadline for the attempt, even if httpcore retries on a new connection
+            self.cut_after = max(0.0, min(self.policy.response_deadline, self.deadline - self.policy.clock()))
+            self.out_of_time = self.cut_after < self.policy.response_deadline
+            self.timer = threading.Timer(self.cut_after, self.expire)
+            self.timer.daemon = True
+            self.timer.start()
         if event == "connection.connect_tcp.complete":
             self.stream = info.get("return_value")
         elif event.endswith(".send_request_headers.started") and info["request"].method != b"CONNECT":
             self.sent = True
-            if self.timer is not None:  # httpcore retried on a new connection: one deadline for the attempt
-                return
-            self.timer = threading.Timer(self.policy.response_deadline, self.expire)
-            self.timer.daemon = True
-            self.timer.start()
 
     def expire(self) -> None:
         """The deadline passed: shut the socket, which ends any read or write under way at once."""
@@ -1003,8 +1034,10 @@ class _Exchange:
                 socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
     def failure_reason(self, exc: Exception) -> str:
+        if self.expired and self.out_of_time:
+            return "this job's time ran out during the exchange, which was cut off"
         if self.expired:
-            return f"the exchange took longer than {self.policy.response_deadline:.0f} s and was cut off"
+            return f"the exchange took longer than {self.cut_after:.0f} s and was cut off"
         for kind in type(exc).__mro__:  # most specific first
             if kind in _TRANSPORT_REASONS:
                 reason = _TRANSPORT_REASONS[kind]
@@ -1145,12 +1178,27 @@ class _Exchange:
                 when = f"the window was announced to reset at {stamp}, {-ahead:.0f} s ago, and is still full"
         return KustomerRateLimitError(
             f"Rate limited by Kustomer: {count} answer(s) 429 Too Many Requests to {self.where} over "
-            f"{self.waited:.0f} s of waiting (this script waits at most {self.policy.max_total_wait:.0f} s); "
+            f"{self.waited:.0f} s of waiting ({self.wait_bound()}); "
             f"{when}. {self.error_details(raw)[0]}{self.nothing_done()}Run again after the reset; in a flow, "
             "lower the for-loop's parallelism or spread the schedule: the limit is shared by every key and app "
             "of the org.",
             429,
         )
+
+    def untrusted_error(self, problem: str) -> KustomerConnectionError:
+        return KustomerConnectionError(
+            f"Nothing was sent to Kustomer: the server at {self.url.scheme}://{self.url.netloc.decode()} showed a "
+            f"TLS certificate this worker cannot trust: {problem}. It was not tried again (the certificate would be "
+            "the same), so nothing was created. Check that auth.baseUrl is Kustomer's API host, such as "
+            "https://api.kustomerapp.com. If this worker reaches the internet through a TLS-inspecting proxy, give "
+            "the worker that proxy's CA: SSL_CERT_FILE (a PEM file) or SSL_CERT_DIR (a hashed directory) in its "
+            "environment."
+        )
+
+    def wait_bound(self) -> str:
+        if self.out_of_time:
+            return f"the next wait would have gone past this job's time, {self.policy.max_job_seconds:.0f} s at most"
+        return f"this script waits at most {self.policy.max_total_wait:.0f} s"
 
     def no_answer_error(self, lost: _NoAnswer, attempts: int) -> KustomerConnectionError:
         if lost.sent:  # a GET: reading again was safe, and did not help
@@ -1179,15 +1227,7 @@ class _Exchange:
             ) from None
 
     def shown(self, text: str, limit: int) -> str:
-        """Text that came from the server or the network, as it may be shown: control and format
-        characters removed, the key hidden, then shortened. Never used on the script's own words."""
-        text = re.sub(_ANSI_ESCAPE, "", text)
-        text = re.sub(_CONTROL, " ", text)
-        if not text.isascii():
-            import unicodedata  # only on error paths, and only for text that needs it
-
-            text = "".join(c for c in text if c.isascii() or unicodedata.category(c)[0] not in "CZ" or c == " ")
-        return _clip(_hide_key_fragments(_hide_key(text, self.key), self.key), limit)
+        return _clean(text, self.key, limit)
 
 
 _TRANSPORT_REASONS: dict[type[Exception], str] = {
@@ -1241,6 +1281,53 @@ class _BoundedDecoder:
             self.full = True
             return data[: len(data) - (self.size - self.limit)]
         return data
+
+
+@functools.cache
+def _trust(cafile: str | None, capath: str | None) -> ssl.SSLContext:
+    """The CAs a server's certificate is checked against, decided once per job: the worker's
+    SSL_CERT_FILE / SSL_CERT_DIR when set (a TLS-inspecting proxy's CA); else the system's hashed
+    certificate directory, from which OpenSSL reads only the CA a handshake needs; else certifi's
+    bundle (about 140 CAs parsed up front, as httpx does by default). Verification is never off."""
+    if not (cafile or capath):
+        capath = ssl.get_default_verify_paths().capath  # None when the directory does not exist
+        with contextlib.suppress(OSError):
+            hashed = capath and any(re.fullmatch(r"[0-9a-f]{8}\.\d+", e.name) for e in os.scandir(capath))
+            if hashed:
+                return ssl.create_default_context(capath=capath)
+        import certifi  # httpx's own dependency
+
+        return ssl.create_default_context(cafile=certifi.where())
+    try:
+        return ssl.create_default_context(cafile=cafile, capath=capath)
+    except (OSError, ssl.SSLError) as exc:
+        names = " and ".join(n for n, v in (("SSL_CERT_FILE", cafile), ("SSL_CERT_DIR", capath)) if v)
+        raise KustomerConnectionError(
+            f"Nothing was sent to Kustomer: this worker's {names} cannot be read as CA certificates "
+            f"({type(exc).__name__}: {_clip(str(exc), 120)}). Point it to a PEM file (or a hashed directory) "
+            "holding the CA to trust, or unset it to use the system's."
+        ) from None
+
+
+def _certificate_problem(exc: BaseException, host: str) -> str:
+    """What was wrong with the server's certificate, if that is why the connection failed; else empty."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # httpx's error, from httpcore's, from ssl's
+        if seen is None or isinstance(seen, ssl.SSLCertVerificationError):
+            break
+        seen = seen.__cause__ or seen.__context__
+    if not isinstance(seen, ssl.SSLCertVerificationError):
+        return ""
+    problems = {
+        9: "it is not valid yet (or this worker's clock is wrong)",
+        10: "it has expired (or this worker's clock is wrong)",
+        18: "it is self-signed",
+        19: "it was issued by a certificate authority this worker does not trust",
+        20: "it was issued by a certificate authority this worker does not trust",
+        21: "it was issued by a certificate authority this worker does not trust",
+        62: f"it was issued for another host name, not {host}",
+    }
+    return problems.get(seen.verify_code, f"{_clip(str(seen.verify_message), 120)} (code {seen.verify_code})")
 
 
 def _wait_saying_why(policy: RetryPolicy, wait: float, why: str, then: str) -> None:
@@ -1319,20 +1406,40 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")  # so a result always is: Windmill stores it as it is
 
 
+def _clean(text: str, key: str, limit: int) -> str:
+    """Text that came from the server or the network, as it may be shown (a log line, an error, a
+    report): control and format characters removed, the key and any 16 characters of it hidden, then
+    shortened. Never used on the script's own words."""
+    text = re.sub(_ANSI_ESCAPE, "", text[: 16 * limit + 4096])  # 9 MB of status text costs no more than a page
+    text = re.sub(_CONTROL, " ", text)
+    if not text.isascii():
+        import unicodedata  # only for text that needs it
+
+        text = "".join(c for c in text if c.isascii() or unicodedata.category(c)[0] not in "CZ" or c == " ")
+    return _clip(_hide_secret(text, key), limit)
+
+
 def _without_key(value: Any, key: str) -> Any:
-    """The answer with the key hidden wherever a string holds it (a server may echo the request back)."""
+    """The answer with the key, and any 16 characters of it, hidden wherever a string holds them (a
+    server may echo the request back, whole or cut off); everything else exactly as Kustomer sent it."""
     stack = [value]
     while stack:
         item = stack.pop()
         pairs = list(item.items()) if isinstance(item, dict) else enumerate(item) if isinstance(item, list) else []
         for name, inner in pairs:
-            if isinstance(inner, str) and key in inner:
-                item[name] = _hide_key(inner, key)
+            if isinstance(inner, str):
+                hidden = _hide_secret(inner, key)
+                if hidden != inner:
+                    item[name] = hidden
             elif isinstance(inner, dict | list):
                 stack.append(inner)
-            if isinstance(name, str) and key in name:
-                item[_hide_key(name, key)] = item.pop(name)
-    return value if not isinstance(value, str) else _hide_key(value, key)
+            if isinstance(name, str) and _hide_secret(name, key) != name:
+                item[_hide_secret(name, key)] = item.pop(name)
+    return value if not isinstance(value, str) else _hide_secret(value, key)
+
+
+def _hide_secret(text: str, key: str) -> str:
+    return _hide_key_fragments(_hide_key(text, key), key)
 
 
 def _hide_key(text: str, key: str) -> str:
@@ -1354,6 +1461,10 @@ def _hide_key_fragments(text: str, key: str, size: int = 16) -> str:
     """Any run of `size` or more characters of the key (a server may echo a cut-off key) replaced by
     [redacted]; one pass over the text with a set of the key's windows, so it stays linear."""
     if len(key) < size or len(text) < size:
+        return text
+    # Any `size` characters of the key hold one of its aligned blocks of size/2 whole: a quick test first
+    half = size // 2
+    if not any(key[i : i + half] in text for i in range(0, len(key) - half + 1, half)):
         return text
     windows = {key[i : i + size] for i in range(len(key) - size + 1)}
     hidden = [False] * len(text)

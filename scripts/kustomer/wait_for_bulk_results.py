@@ -16,6 +16,7 @@ https://developer.kustomer.com/api/core-resources/get-bulk-operation-batches
 """
 
 import contextlib
+import functools
 import ipaddress
 import json
 import math
@@ -23,6 +24,7 @@ import os
 import random
 import re
 import socket
+import ssl
 import threading
 import time
 import zlib
@@ -56,8 +58,9 @@ def main(
             its batches can confirm it, with no status poll first.
         submitted_at: When the operation was submitted (its `data.attributes.createdAt`). The first read
             waits until 5 s after it; empty: 5 s from now.
-        max_wait_seconds: How long to wait for the operation to complete. Then the job fails, saying it
-            is still running and giving the id to look again with.
+        max_wait_seconds: How long to wait for the operation to complete, every wait and request
+            counted. Then the job fails, saying it is still running and giving the id to look again
+            with. The job ends within this plus 60 s, whatever Kustomer answers.
         min_interval_seconds: The least time between two requests, to keep within a share of the org's
             rate limit (0: no pacing).
     """
@@ -68,21 +71,25 @@ def main(
 
 
 FIRST_LOOK_AFTER = 5.0  # seconds after submission: most operations are done by then, so one read confirms
+READ_TIME = 60.0  # seconds past max_wait_seconds the job may take to finish its last look (one attempt's bound)
 BULK_READ_ROLE = "org.permission.bulk.read (or the legacy org.user.bulk.read)"
 BULK_NOT_FOUND = (
     "Check bulk_id: it must be the data.id that bulk_create_messages returned, in the key's org and region "
     "(Kustomer may also forget old operations)."
 )
-_MAX_PAGES = 1000
+MAX_ITEMS = 100  # messages in one bulk request, so outcomes in one operation
+MAX_PAGES = 100  # pages of batches: an operation has at most one batch per message
+MAX_PAGE_BYTES = 2_000_000  # one page of 100 outcomes is well under 100 KB
 
 
 def _watch_problems(bulk_id: Any, expected: Any, submitted_at: Any, max_wait: Any, interval: Any) -> list[str]:
     problems = []
     if not isinstance(bulk_id, str) or not re.fullmatch(r"[0-9a-fA-F]{24}", bulk_id.strip()):
         problems.append(f"bulk_id: must be a bulk operation's id (24 hex characters), got {_describe(bulk_id)}")
-    if not isinstance(expected, int) or isinstance(expected, bool) or expected < 0:
+    if not isinstance(expected, int) or isinstance(expected, bool) or not 0 <= expected <= MAX_ITEMS:
         problems.append(
-            f"expected_items: must be 0 (unknown) or the number of messages sent, got {_describe(expected)}"
+            f"expected_items: must be 0 (unknown) or the number of messages sent (at most {MAX_ITEMS}), "
+            f"got {_describe(expected)}"
         )
     if not isinstance(submitted_at, str) or (submitted_at.strip() and _timestamp(submitted_at) is None):
         problems.append(
@@ -110,17 +117,24 @@ def _first_look_delay(submitted_at: str) -> float:
 
 
 class _BulkWatch:
-    """Looks at one bulk operation until it is complete, then reads what became of each message."""
+    """Looks at one bulk operation until it is complete, then reads what became of each message. Every
+    wait and every request counts against one deadline: max_wait_seconds for the looks, READ_TIME more
+    for the last one to end."""
 
     def __init__(self, auth: kustomer, bulk_id: str, expected: int, interval: float) -> None:
         self.auth, self.bulk_id, self.expected, self.interval = auth, bulk_id, expected, interval
-        self.status, self.progress, self.last_request = "queued", "", -math.inf
+        self.key = auth["apiKey"].strip()
+        self.status, self.progress, self.last_request, self.reads = "queued", "", -math.inf, 0
         self.policy = POLICY
+        self.started = self.policy.clock()
+        self.looks_until = self.deadline = self.started
 
     def wait(self, first_delay: float, max_wait: float) -> dict[str, Any]:
-        started = self.policy.clock()
+        self.looks_until, self.deadline = self.started + max_wait, self.started + max_wait + READ_TIME
         delays = self.schedule(first_delay, max_wait)
         for look, delay in enumerate(delays, start=1):
+            if look > 1 and self.policy.clock() + delay > self.looks_until:
+                break  # rate-limit waits and pacing took their share of the time
             why = (
                 f"Bulk operation {self.bulk_id} is {self.status}{self.progress}"
                 if look > 1
@@ -130,11 +144,13 @@ class _BulkWatch:
             report = self.look()
             if report is not None:
                 return report
-        waited = self.policy.clock() - started
-        raise KustomerBulkPendingError(
-            f"Bulk operation {self.bulk_id} is still {self.status}{self.progress} after {waited:.0f} s "
-            f"(max_wait_seconds {max_wait:.0f}). Nothing is lost: Kustomer goes on processing it. Run this script "
-            f"again later with bulk_id {self.bulk_id} to read each message's outcome.",
+        raise self.pending(f"after {self.policy.clock() - self.started:.0f} s (max_wait_seconds {max_wait:.0f})")
+
+    def pending(self, when: str) -> "KustomerBulkPendingError":
+        return KustomerBulkPendingError(
+            f"Bulk operation {self.bulk_id} is still {self.status}{self.progress} {when}. Nothing is lost: "
+            f"Kustomer goes on processing it. Run this script again later with bulk_id {self.bulk_id} to read "
+            "each message's outcome.",
             self.bulk_id,
             self.status,
         )
@@ -151,94 +167,177 @@ class _BulkWatch:
             total, step = total + delay, min(30.0, step * 2)
 
     def look(self) -> dict[str, Any] | None:
-        if not self.expected:  # how many items it holds is unknown: its status says when it is done
+        """One look: the status (unless one read of the batches can tell, on the first look with
+        expected_items), then, once it is complete, the batches; None while it is not done."""
+        if not self.expected or self.reads:  # a status poll is one small read: the pages are read once done
             answer = self.get(f"/v1/bulk/{self.bulk_id}")
             data = answer.get("data") if isinstance(answer, dict) else None
             attributes = data.get("attributes") if isinstance(data, dict) else None
             fields = {**(data or {}), **(attributes or {})} if isinstance(data, dict) else {}
-            self.status = str(fields.get("status") or "queued")
+            status = self.shown(_scalar(fields.get("status")), 40)
+            self.status = status or ("unknown" if self.expected else "queued")
             batches = fields.get("batches") if isinstance(fields.get("batches"), dict) else {}
             if batches and "total" in batches:
-                self.progress = f" ({batches.get('complete', 0)} of {batches['total']} batches done)"
-            if self.status != "complete":
+                self.progress = f" ({_count(batches, 'complete')} of {_count(batches, 'total')} batches done)"
+            if (status and status != "complete") or (not status and not self.expected):
                 return None
+        self.reads += 1
         batches = self.read_batches()
-        done = [b for b in batches if str(b.get("status", "complete")) == "complete"]
-        counted = sum(_count(b, "successCount") + _count(b, "failureCount") for b in done)
+        done = [b for b in batches if b["status"] in ("", "complete")]
+        counted = sum(b["successCount"] + b["failureCount"] for b in done)
         if self.expected and (len(done) < len(batches) or not batches or counted < self.expected):
             self.status, self.progress = "running", f" ({counted} of {self.expected} messages done)"
             return None
-        return _report(self.bulk_id, batches)
+        return _report(self.bulk_id, batches, self.expected or MAX_ITEMS)
 
     def read_batches(self) -> list[dict[str, Any]]:
-        """Every batch, following `links.next` while it points to the same operation's batches."""
+        """Every batch, following `links.next` while it stays on this operation's batches; a page seen
+        before, or more pages than an operation can have, is an error: never taken for complete."""
         batches: list[dict[str, Any]] = []
         path: str | None = f"/v1/bulk/{self.bulk_id}/batches"
-        for _ in range(_MAX_PAGES):
+        seen: set[str] = set()
+        for page in range(1, MAX_PAGES + 1):
             if path is None:
-                break
-            page, path = _batches_in(self.get(path), self.bulk_id)
-            batches += page
-        return batches
+                return batches
+            seen.add(path)
+            answer = self.get(path, MAX_PAGE_BYTES, page)
+            batches += _batches_in(answer, self.bulk_id, page, self.key)
+            problem = _listing_problem([i for b in batches for i in b["results"]], self.expected or MAX_ITEMS)
+            if problem:
+                raise _unreadable(self.bulk_id, page, problem)
+            path = _next_path(answer, self.bulk_id, page, self.key)
+            if path in seen:
+                raise _unreadable(self.bulk_id, page, f"its next link leads back to an earlier page ({path})")
+        if path is None:
+            return batches
+        raise _unreadable(self.bulk_id, MAX_PAGES, f"it still links to a next one, past the {MAX_PAGES} pages read")
 
-    def get(self, path: str) -> Any:
-        gap = self.last_request + self.interval - self.policy.clock()
+    def get(self, path: str, max_bytes: int = 0, page: int = 0) -> Any:
+        gap = max(0.0, self.last_request + self.interval - self.policy.clock())
+        if self.policy.clock() + gap + 1 > self.deadline:
+            reading = f"while reading page {page} of its batches" if page else "before its next look"
+            raise self.pending(f"when this job's time ran out {reading} (max_wait_seconds + {READ_TIME:.0f} s)")
         if gap > 0:
             self.pause(gap, "Pacing the reads (min_interval_seconds)", "then the next read")
         self.last_request = self.policy.clock()
-        return _call_kustomer(self.auth, _Endpoint("GET", path, BULK_READ_ROLE, BULK_NOT_FOUND))
+        endpoint = _Endpoint("GET", path, BULK_READ_ROLE, BULK_NOT_FOUND, max_bytes)
+        return _call_kustomer(self.auth, endpoint, deadline=self.deadline)
 
     def pause(self, wait: float, why: str, then: str) -> None:
         _wait_saying_why(self.policy, wait, why, then)
 
+    def shown(self, text: str, limit: int) -> str:
+        return _clean(text, self.key, limit)
 
-def _batches_in(answer: Any, bulk_id: str) -> tuple[list[dict[str, Any]], str | None]:
+
+def _unreadable(bulk_id: str, page: int, what: str) -> "KustomerAPIError":
+    return KustomerAPIError(
+        f"Kustomer's page {page} of the batches of bulk operation {bulk_id} cannot be read: {what}. No outcome "
+        f"is taken from such pages. Nothing is lost: the operation is unaffected; run this script again later with "
+        f"bulk_id {bulk_id}, or check the messages' conversations in Kustomer.",
+        200,
+    )
+
+
+def _batches_in(answer: Any, bulk_id: str, page: int, key: str) -> list[dict[str, Any]]:
     """The batches of one page, as a bare list or JSON:API `data`, each batch's fields at its top or
-    under `attributes`; and the next page's path, if it is one of this operation's pages."""
+    under `attributes`, kept as the few fields an outcome needs."""
     data = answer.get("data") if isinstance(answer, dict) else answer
     if isinstance(data, dict):
         data = [data]
     if not isinstance(data, list):
-        raise KustomerAPIError(
-            f"Kustomer's answer to GET /v1/bulk/{bulk_id}/batches is not a list of batches "
-            f"({_kind(data)}); nothing can be read from it.",
-            200,
+        raise _unreadable(bulk_id, page, f"it is {_kind(data)}, not a list of batches")
+    batches: list[dict[str, Any]] = []
+    listed = 0
+    for i, batch in enumerate(data):
+        if not isinstance(batch, dict):
+            raise _unreadable(bulk_id, page, f"its batch {i} is {_kind(batch)}, not an object")
+        inner = batch.get("attributes")
+        fields = {**batch, **inner} if isinstance(inner, dict) else batch
+        for name in ("results", "objectIds"):
+            if fields.get(name) is not None and not isinstance(fields[name], list):
+                raise _unreadable(bulk_id, page, f"its batch {i} gives {name} as {_kind(fields[name])}, not a list")
+        results = [r for r in fields.get("results") or [] if isinstance(r, dict)]
+        listed += len(results)
+        if listed > MAX_ITEMS:
+            raise _unreadable(bulk_id, page, f"it lists more than {MAX_ITEMS} outcomes, more than a request holds")
+        batches.append(
+            {
+                "status": _clean(_scalar(fields.get("status")), key, 40),
+                "successCount": _count(fields, "successCount"),
+                "failureCount": _count(fields, "failureCount"),
+                "objectIds": [_clean(i, key, 64) for i in fields.get("objectIds") or [] if isinstance(i, str)],
+                "results": [_outcome(r, key) for r in results],
+            }
         )
-    batches = []
-    for batch in data:
-        if isinstance(batch, dict):
-            inner = batch.get("attributes")
-            batches.append({**batch, **inner} if isinstance(inner, dict) else batch)
+    return batches
+
+
+def _next_path(answer: Any, bulk_id: str, page: int, key: str) -> str | None:
+    """The path (and query) of the next page, after normalisation; None when there is none. A link
+    that is no plain URL, or that leads anywhere but this operation's batches, is an error."""
     links = answer.get("links") if isinstance(answer, dict) else None
     following = links.get("next") if isinstance(links, dict) else None
-    if isinstance(following, str):
-        path = following.split("://", 1)[-1].partition("/")[2] if "://" in following else following.lstrip("/")
-        if path.startswith(f"v1/bulk/{bulk_id}/batches"):
-            return batches, "/" + path
-    return batches, None
+    if following is None or following == "":
+        return None
+    if not isinstance(following, str):
+        raise _unreadable(bulk_id, page, f"its next link is {_kind(following)}, not a link")
+    shown = _clean(following, key, 120)
+    if not re.fullmatch(r"[\x21-\x7e]+", following) or "#" in following:
+        raise _unreadable(bulk_id, page, f"its next link {shown!r} holds spaces, control or non-ASCII characters or #")
+    if "://" in following:
+        try:
+            url = httpx.URL(following)
+            target = url.raw_path.decode("ascii") if url.scheme in ("http", "https") else ""
+        except Exception:  # httpx.InvalidURL and its kin: a link that cannot be read is no page
+            target = ""
+    else:
+        target = "/" + following.lstrip("/")
+    path, _, query = target.partition("?")
+    from urllib.parse import unquote  # loaded by httpx already
+
+    batches = f"/v1/bulk/{bulk_id}/batches"
+    if not path or os.path.normpath(unquote(path)).lower().replace("//", "/") != batches:
+        raise _unreadable(bulk_id, page, f"its next link {shown!r} leads out of this operation's batches")
+    return batches + ("?" + query if query else "")
 
 
-def _count(batch: dict[str, Any], name: str) -> int:
-    value = batch.get(name)
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+def _count(fields: dict[str, Any], name: str) -> int:
+    value = fields.get(name)
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_ITEMS else 0
 
 
-def _report(bulk_id: str, batches: list[dict[str, Any]]) -> dict[str, Any]:
-    items = []
-    object_ids: list[str] = []
-    for batch in batches:
-        object_ids += [i for i in batch.get("objectIds") or [] if isinstance(i, str)]
-        for result in batch.get("results") or []:
-            if not isinstance(result, dict):
-                continue
-            entry: dict[str, Any] = {"_clientRef": result.get("_clientRef")}
-            if result.get("status") in ("created", "updated") and "error" not in result:
-                entry.update(status="created", id=result.get("objectId") or result.get("id"))
-            else:
-                entry.update(status="error", error=_item_error(result.get("error")))
-            items.append(entry)
-    created = sum(_count(b, "successCount") for b in batches) or sum(i["status"] == "created" for i in items)
-    failed = sum(_count(b, "failureCount") for b in batches) or sum(i["status"] == "error" for i in items)
+def _outcome(result: dict[str, Any], key: str) -> dict[str, Any]:
+    """One listed result: its _clientRef as Kustomer gave it, and a created id or a cleaned error."""
+    entry: dict[str, Any] = {"_clientRef": result.get("_clientRef")}
+    found = result.get("objectId") or result.get("id")
+    if result.get("status") in ("created", "updated") and "error" not in result:
+        entry.update(status="created", id=_clean(found, key, 64) if isinstance(found, str) else None)
+    else:
+        entry.update(status="error", error=_clean(_item_error(result.get("error")), key, 300))
+    return entry
+
+
+def _listing_problem(items: list[dict[str, Any]], most: int) -> str:
+    """What makes the outcomes listed so far impossible (a page repeated under another link); else empty."""
+    refs: set[str] = set()
+    for item in items:
+        ref = item["_clientRef"]
+        if isinstance(ref, str) and ref in refs:
+            return f"the pages list the outcome of _clientRef {_show(ref, 60)} more than once"
+        refs.add(ref if isinstance(ref, str) else "")
+    if len(items) > most:
+        return f"the pages list {len(items)} outcomes, more than the {most} messages of the operation"
+    return ""
+
+
+def _report(bulk_id: str, batches: list[dict[str, Any]], most: int) -> dict[str, Any]:
+    items = [entry for batch in batches for entry in batch["results"]]
+    object_ids = [i for batch in batches for i in batch["objectIds"]]
+    created = sum(b["successCount"] for b in batches) or sum(i["status"] == "created" for i in items)
+    failed = sum(b["failureCount"] for b in batches) or sum(i["status"] == "error" for i in items)
+    if created + failed > most:
+        raise _unreadable(bulk_id, len(batches), f"they count {created + failed} outcomes for at most {most} messages")
     report: dict[str, Any] = {
         "bulk_id": bulk_id,
         "status": "complete",
@@ -282,7 +381,9 @@ class RetryPolicy(NamedTuple):
 
     connect_timeout: float = 10.0  # seconds to open the connection (nothing sent yet: retried)
     read_timeout: float = 30.0  # seconds of silence from Kustomer once the request is sent
-    response_deadline: float = 60.0  # seconds from the first byte sent to the last byte of the answer
+    response_deadline: float = 60.0  # seconds of one attempt: from the connection's start (a proxy's
+    #                                  CONNECT and the TLS handshake included) to the answer's last byte
+    max_job_seconds: float = 300.0  # every attempt and every wait of one job (a create and its lookup)
     max_response_bytes: int = 10_000_000  # of the answer once decoded, counted as it is decoded
     max_failed_attempts: int = 5  # attempts that got no answer: a failed connection (or a lost GET answer)
     max_rate_limited: int = 20  # 429 answers taken before giving up
@@ -475,17 +576,21 @@ class _Endpoint(NamedTuple):
     path: str  # percent-encoded, with its query if any
     role: str  # the role a key needs here, named when Kustomer answers 401 or 403
     not_found: str  # what a 404 means here
+    max_bytes: int = 0  # of a success answer, if less than the policy's
 
 
-def _call_kustomer(auth: kustomer, endpoint: _Endpoint, body: Any = None, if_unknown: str = "") -> Any:
+def _call_kustomer(
+    auth: kustomer, endpoint: _Endpoint, body: Any = None, if_unknown: str = "", deadline: float = math.inf
+) -> Any:
     """Send one request to Kustomer and return its JSON answer, or raise a KustomerError.
 
-    `if_unknown` says what to check when a write went out and its answer was lost. The error raised
+    `if_unknown` says what to check when a write went out and its answer was lost; `deadline` (the
+    policy's clock) is when the job's time is up: no attempt runs past it, no wait ends after it. The error raised
     carries no chained exception and no traceback from below this call: those would hold httpx's
     request, whose Authorization header is the key.
     """
     url = _base_url(auth).copy_with(raw_path=endpoint.path.encode("ascii"))  # the path arrives percent-encoded
-    exchange = _Exchange(auth["apiKey"].strip(), url, endpoint)
+    exchange = _Exchange(auth["apiKey"].strip(), url, endpoint, deadline)
     failure: KustomerError
     try:
         return exchange.send_handling_retries(body, if_unknown)
@@ -508,10 +613,12 @@ class _NoAnswer(Exception):  # noqa: N818  # an internal signal, never raised to
 class _Exchange:
     """One call to Kustomer: the request, whether any of it went out, and how the server's text is shown."""
 
-    def __init__(self, key: str, url: httpx.URL, endpoint: _Endpoint) -> None:
+    def __init__(self, key: str, url: httpx.URL, endpoint: _Endpoint, deadline: float) -> None:
         self.key, self.url, self.endpoint, self.policy = key, url, endpoint, POLICY
+        self.deadline = min(deadline, POLICY.clock() + POLICY.max_job_seconds)
         self.where = f"{endpoint.method} {url}"
-        self.sent = self.expired = self.traced = False
+        self.sent = self.expired = self.traced = self.out_of_time = False
+        self.cut_after = POLICY.response_deadline
         self.stream: Any = None
         self.timer: threading.Timer | None = None
         self.waited = 0.0
@@ -525,12 +632,16 @@ class _Exchange:
         with self.client() as client:
             while True:
                 try:
+                    if self.deadline - self.policy.clock() < 1:
+                        self.out_of_time = True
+                        raise _NoAnswer("this job's time ran out before the attempt", False, retry=False)
                     response, raw = self.send_single_request(client, content)
                     if response.status_code >= 500 and self.endpoint.method == "GET":  # reading again is safe
                         raise _NoAnswer(f"Kustomer answered {response.status_code}", True, response.status_code)
                 except _NoAnswer as lost:
                     failures += 1
                     wait = _failed_attempt_wait(failures, self.waited, self.policy) if lost.retry else None
+                    wait = self.in_time(wait)
                     if lost.sent and self.endpoint.method != "GET":
                         raise KustomerOutcomeUnknownError(
                             f"The request {self.where} was sent, and {lost.reason}. {if_unknown}", lost.status
@@ -544,16 +655,26 @@ class _Exchange:
                 rate_limited += 1
                 reset_at = _reset_time(response.headers, self.policy.clock(), self.policy)
                 announced = reset_at or announced
-                wait = _rate_limit_wait(reset_at, rate_limited, self.waited, self.policy)
+                wait = self.in_time(_rate_limit_wait(reset_at, rate_limited, self.waited, self.policy))
                 if wait is None:
                     raise self.rate_limit_error(raw, rate_limited, announced)
                 why = f"Kustomer answered 429 Too Many Requests to {self.where} (the org's rate limit)"
                 self.pause(wait, why, rate_limited + 1, self.policy.max_rate_limited)
 
+    def in_time(self, wait: float | None) -> float | None:
+        """`wait`, unless the job's time would be up before an attempt after it could end: None."""
+        if wait is not None and self.policy.clock() + wait + 1 > self.deadline:
+            self.out_of_time = True
+            return None
+        return wait
+
     def client(self) -> httpx.Client:
-        timeout = httpx.Timeout(self.policy.read_timeout, connect=self.policy.connect_timeout)
+        connect = max(1.0, min(self.policy.connect_timeout, self.deadline - self.policy.clock()))
+        timeout = httpx.Timeout(self.policy.read_timeout, connect=connect)
+        trust = _trust(os.environ.get("SSL_CERT_FILE") or None, os.environ.get("SSL_CERT_DIR") or None)
         try:  # loopback (a local sandbox) never goes through a proxy: the key would cross it in clear text
-            return httpx.Client(timeout=timeout, follow_redirects=False, trust_env=not _is_loopback(self.url.host))
+            loopback = _is_loopback(self.url.host)
+            return httpx.Client(timeout=timeout, follow_redirects=False, trust_env=not loopback, verify=trust)
         except Exception as exc:  # a proxy setting that cannot be used: an unknown scheme, socks without socksio
             names = [
                 n for n in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY") if os.environ.get(n) or os.environ.get(n.lower())
@@ -583,9 +704,13 @@ class _Exchange:
         except _NoAnswer:
             raise
         except Exception as exc:
+            problem = _certificate_problem(exc, self.url.host)
+            if problem:  # the same certificate would come back: trying again would only wait
+                raise self.untrusted_error(problem) from None
             if not self.traced:  # a transport that does not trace (a test double): judge by what failed
                 self.sent = isinstance(exc, _AFTER_SENDING)
-            retry = not self.sent and isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.ProxyError)
+            connect_failed = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.ProxyError)
+            retry = not self.sent and not self.expired and connect_failed  # a proxy that drips would drip again
             raise _NoAnswer(self.failure_reason(exc), self.sent, retry=retry or self.sent) from None
         finally:
             if self.timer:
@@ -594,7 +719,7 @@ class _Exchange:
 
     def read_body(self, response: httpx.Response) -> bytes:
         success = response.is_success
-        limit = self.policy.max_response_bytes if success else _ERROR_BODY_BYTES
+        limit = (self.endpoint.max_bytes or self.policy.max_response_bytes) if success else _ERROR_BODY_BYTES
         chunks: list[bytes] = []
         try:
             decoder = _BoundedDecoder(response.headers.get_list("content-encoding", split_commas=True), limit)
@@ -621,17 +746,19 @@ class _Exchange:
     # -- what went out, and the deadline from the moment it did --
 
     def trace(self, event: str, info: dict[str, Any]) -> None:
-        """httpcore's trace hook: learns when the request starts to go out (not a proxy's CONNECT)."""
+        """httpcore's trace hook: its first event starts the attempt's deadline (before the connection,
+        so a proxy's CONNECT and the TLS handshake count); it learns when the request starts to go out."""
         self.traced = True
+        if self.timer is None:  # one deadline for the attempt, even if httpcore retries on a new connection
+            self.cut_after = max(0.0, min(self.policy.response_deadline, self.deadline - self.policy.clock()))
+            self.out_of_time = self.cut_after < self.policy.response_deadline
+            self.timer = threading.Timer(self.cut_after, self.expire)
+            self.timer.daemon = True
+            self.timer.start()
         if event == "connection.connect_tcp.complete":
             self.stream = info.get("return_value")
         elif event.endswith(".send_request_headers.started") and info["request"].method != b"CONNECT":
             self.sent = True
-            if self.timer is not None:  # httpcore retried on a new connection: one deadline for the attempt
-                return
-            self.timer = threading.Timer(self.policy.response_deadline, self.expire)
-            self.timer.daemon = True
-            self.timer.start()
 
     def expire(self) -> None:
         """The deadline passed: shut the socket, which ends any read or write under way at once."""
@@ -642,8 +769,10 @@ class _Exchange:
                 socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
     def failure_reason(self, exc: Exception) -> str:
+        if self.expired and self.out_of_time:
+            return "this job's time ran out during the exchange, which was cut off"
         if self.expired:
-            return f"the exchange took longer than {self.policy.response_deadline:.0f} s and was cut off"
+            return f"the exchange took longer than {self.cut_after:.0f} s and was cut off"
         for kind in type(exc).__mro__:  # most specific first
             if kind in _TRANSPORT_REASONS:
                 reason = _TRANSPORT_REASONS[kind]
@@ -784,12 +913,27 @@ class _Exchange:
                 when = f"the window was announced to reset at {stamp}, {-ahead:.0f} s ago, and is still full"
         return KustomerRateLimitError(
             f"Rate limited by Kustomer: {count} answer(s) 429 Too Many Requests to {self.where} over "
-            f"{self.waited:.0f} s of waiting (this script waits at most {self.policy.max_total_wait:.0f} s); "
+            f"{self.waited:.0f} s of waiting ({self.wait_bound()}); "
             f"{when}. {self.error_details(raw)[0]}{self.nothing_done()}Run again after the reset; in a flow, "
             "lower the for-loop's parallelism or spread the schedule: the limit is shared by every key and app "
             "of the org.",
             429,
         )
+
+    def untrusted_error(self, problem: str) -> KustomerConnectionError:
+        return KustomerConnectionError(
+            f"Nothing was sent to Kustomer: the server at {self.url.scheme}://{self.url.netloc.decode()} showed a "
+            f"TLS certificate this worker cannot trust: {problem}. It was not tried again (the certificate would be "
+            "the same), so nothing was created. Check that auth.baseUrl is Kustomer's API host, such as "
+            "https://api.kustomerapp.com. If this worker reaches the internet through a TLS-inspecting proxy, give "
+            "the worker that proxy's CA: SSL_CERT_FILE (a PEM file) or SSL_CERT_DIR (a hashed directory) in its "
+            "environment."
+        )
+
+    def wait_bound(self) -> str:
+        if self.out_of_time:
+            return f"the next wait would have gone past this job's time, {self.policy.max_job_seconds:.0f} s at most"
+        return f"this script waits at most {self.policy.max_total_wait:.0f} s"
 
     def no_answer_error(self, lost: _NoAnswer, attempts: int) -> KustomerConnectionError:
         if lost.sent:  # a GET: reading again was safe, and did not help
@@ -818,15 +962,7 @@ class _Exchange:
             ) from None
 
     def shown(self, text: str, limit: int) -> str:
-        """Text that came from the server or the network, as it may be shown: control and format
-        characters removed, the key hidden, then shortened. Never used on the script's own words."""
-        text = re.sub(_ANSI_ESCAPE, "", text)
-        text = re.sub(_CONTROL, " ", text)
-        if not text.isascii():
-            import unicodedata  # only on error paths, and only for text that needs it
-
-            text = "".join(c for c in text if c.isascii() or unicodedata.category(c)[0] not in "CZ" or c == " ")
-        return _clip(_hide_key_fragments(_hide_key(text, self.key), self.key), limit)
+        return _clean(text, self.key, limit)
 
 
 _TRANSPORT_REASONS: dict[type[Exception], str] = {
@@ -880,6 +1016,53 @@ class _BoundedDecoder:
             self.full = True
             return data[: len(data) - (self.size - self.limit)]
         return data
+
+
+@functools.cache
+def _trust(cafile: str | None, capath: str | None) -> ssl.SSLContext:
+    """The CAs a server's certificate is checked against, decided once per job: the worker's
+    SSL_CERT_FILE / SSL_CERT_DIR when set (a TLS-inspecting proxy's CA); else the system's hashed
+    certificate directory, from which OpenSSL reads only the CA a handshake needs; else certifi's
+    bundle (about 140 CAs parsed up front, as httpx does by default). Verification is never off."""
+    if not (cafile or capath):
+        capath = ssl.get_default_verify_paths().capath  # None when the directory does not exist
+        with contextlib.suppress(OSError):
+            hashed = capath and any(re.fullmatch(r"[0-9a-f]{8}\.\d+", e.name) for e in os.scandir(capath))
+            if hashed:
+                return ssl.create_default_context(capath=capath)
+        import certifi  # httpx's own dependency
+
+        return ssl.create_default_context(cafile=certifi.where())
+    try:
+        return ssl.create_default_context(cafile=cafile, capath=capath)
+    except (OSError, ssl.SSLError) as exc:
+        names = " and ".join(n for n, v in (("SSL_CERT_FILE", cafile), ("SSL_CERT_DIR", capath)) if v)
+        raise KustomerConnectionError(
+            f"Nothing was sent to Kustomer: this worker's {names} cannot be read as CA certificates "
+            f"({type(exc).__name__}: {_clip(str(exc), 120)}). Point it to a PEM file (or a hashed directory) "
+            "holding the CA to trust, or unset it to use the system's."
+        ) from None
+
+
+def _certificate_problem(exc: BaseException, host: str) -> str:
+    """What was wrong with the server's certificate, if that is why the connection failed; else empty."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # httpx's error, from httpcore's, from ssl's
+        if seen is None or isinstance(seen, ssl.SSLCertVerificationError):
+            break
+        seen = seen.__cause__ or seen.__context__
+    if not isinstance(seen, ssl.SSLCertVerificationError):
+        return ""
+    problems = {
+        9: "it is not valid yet (or this worker's clock is wrong)",
+        10: "it has expired (or this worker's clock is wrong)",
+        18: "it is self-signed",
+        19: "it was issued by a certificate authority this worker does not trust",
+        20: "it was issued by a certificate authority this worker does not trust",
+        21: "it was issued by a certificate authority this worker does not trust",
+        62: f"it was issued for another host name, not {host}",
+    }
+    return problems.get(seen.verify_code, f"{_clip(str(seen.verify_message), 120)} (code {seen.verify_code})")
 
 
 def _wait_saying_why(policy: RetryPolicy, wait: float, why: str, then: str) -> None:
@@ -958,20 +1141,40 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")  # so a result always is: Windmill stores it as it is
 
 
+def _clean(text: str, key: str, limit: int) -> str:
+    """Text that came from the server or the network, as it may be shown (a log line, an error, a
+    report): control and format characters removed, the key and any 16 characters of it hidden, then
+    shortened. Never used on the script's own words."""
+    text = re.sub(_ANSI_ESCAPE, "", text[: 16 * limit + 4096])  # 9 MB of status text costs no more than a page
+    text = re.sub(_CONTROL, " ", text)
+    if not text.isascii():
+        import unicodedata  # only for text that needs it
+
+        text = "".join(c for c in text if c.isascii() or unicodedata.category(c)[0] not in "CZ" or c == " ")
+    return _clip(_hide_secret(text, key), limit)
+
+
 def _without_key(value: Any, key: str) -> Any:
-    """The answer with the key hidden wherever a string holds it (a server may echo the request back)."""
+    """The answer with the key, and any 16 characters of it, hidden wherever a string holds them (a
+    server may echo the request back, whole or cut off); everything else exactly as Kustomer sent it."""
     stack = [value]
     while stack:
         item = stack.pop()
         pairs = list(item.items()) if isinstance(item, dict) else enumerate(item) if isinstance(item, list) else []
         for name, inner in pairs:
-            if isinstance(inner, str) and key in inner:
-                item[name] = _hide_key(inner, key)
+            if isinstance(inner, str):
+                hidden = _hide_secret(inner, key)
+                if hidden != inner:
+                    item[name] = hidden
             elif isinstance(inner, dict | list):
                 stack.append(inner)
-            if isinstance(name, str) and key in name:
-                item[_hide_key(name, key)] = item.pop(name)
-    return value if not isinstance(value, str) else _hide_key(value, key)
+            if isinstance(name, str) and _hide_secret(name, key) != name:
+                item[_hide_secret(name, key)] = item.pop(name)
+    return value if not isinstance(value, str) else _hide_secret(value, key)
+
+
+def _hide_secret(text: str, key: str) -> str:
+    return _hide_key_fragments(_hide_key(text, key), key)
 
 
 def _hide_key(text: str, key: str) -> str:
@@ -993,6 +1196,10 @@ def _hide_key_fragments(text: str, key: str, size: int = 16) -> str:
     """Any run of `size` or more characters of the key (a server may echo a cut-off key) replaced by
     [redacted]; one pass over the text with a set of the key's windows, so it stays linear."""
     if len(key) < size or len(text) < size:
+        return text
+    # Any `size` characters of the key hold one of its aligned blocks of size/2 whole: a quick test first
+    half = size // 2
+    if not any(key[i : i + half] in text for i in range(0, len(key) - half + 1, half)):
         return text
     windows = {key[i : i + size] for i in range(len(key) - size + 1)}
     hidden = [False] * len(text)

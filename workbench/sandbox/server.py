@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import ssl
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,12 +24,15 @@ _UNPARSABLE = {"errors": [{"code": "bad_request", "message": "Invalid request bo
 class Sandbox:
     """The sandbox server, in a background thread: `with Sandbox(rate_limit=...) as box: box.url`."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, **switches: Any) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, ssl_context: ssl.SSLContext | None = None, **switches: Any
+    ) -> None:
         self.state = KustomerState()
         self.configure(**switches)
         self.stopping = threading.Event()
         self.server = _Server((host, port), Handler)
         self.server.sandbox = self
+        self.server.tls = ssl_context
         self.thread = threading.Thread(
             target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, name="kustomer-sandbox", daemon=True
         )
@@ -67,7 +71,7 @@ class Sandbox:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.server.tls else 'http'}://127.0.0.1:{self.port}"
 
     def start(self) -> Sandbox:
         self.thread.start()
@@ -88,6 +92,15 @@ class Sandbox:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     sandbox: Sandbox
+    tls: ssl.SSLContext | None = None
+
+    def get_request(self) -> tuple[Any, Any]:
+        """With TLS, the handshake happens on the request's own thread (at its first read), so a
+        client that never completes one holds up only itself."""
+        conn, address = super().get_request()
+        if self.tls is None:
+            return conn, address
+        return self.tls.wrap_socket(conn, server_side=True, do_handshake_on_connect=False), address
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client that hangs up mid-answer is normal here (the fault tests do it on purpose): say
@@ -96,7 +109,7 @@ class _Server(ThreadingHTTPServer):
         import sys
 
         error = sys.exc_info()[1]
-        if isinstance(error, ConnectionError | TimeoutError):
+        if isinstance(error, ConnectionError | TimeoutError | ssl.SSLError):  # a client that refused our certificate
             return
         raise error if error else RuntimeError("sandbox handler failed")
 

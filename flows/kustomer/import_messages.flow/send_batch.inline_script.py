@@ -22,6 +22,7 @@ the slot, so the sends stay under `max_requests_per_minute`.
 """
 
 import json
+import re
 import time
 from typing import Any
 
@@ -63,14 +64,14 @@ def main(
     else:
         data = answer.get("data") if isinstance(answer, dict) else None
         bulk_id = data.get("id") if isinstance(data, dict) else None
-        if isinstance(bulk_id, str) and bulk_id:
+        if isinstance(bulk_id, str) and re.fullmatch(r"[0-9a-fA-F]{24}", bulk_id):  # else it is not Kustomer's
             attributes = data.get("attributes") if isinstance(data, dict) else None
             created_at = attributes.get("createdAt") if isinstance(attributes, dict) else None
             usable = isinstance(created_at, str) and kustomer._date_time_problem(created_at) is None
             sent.update(outcome="accepted", bulk_id=bulk_id, submitted_at=created_at if usable else "")
         else:
             sent.update(
-                outcome="unknown", why="outcome unknown: Kustomer accepted the request but gave no operation id"
+                outcome="unknown", why="outcome unknown: Kustomer accepted the request but gave no usable operation id"
             )
     sent["messages"] = [  # [position, _clientRef (null: the default), externalId]
         [
