@@ -10,7 +10,10 @@
     workspace storage (`--scale N`), paced at 1,000 and at 300 requests a minute, then 1,000 inline:
     bytes Windmill would store, bytes the storage reads and writes, the largest job result, each
     step's peak memory, Python jobs and CPU seconds per batch, and the confirmed pace against the
-    bound the budget sets. `--only-scale` and `--no-scale` run one part.
+    bound the budget sets. `--only-scale` and `--no-scale` run one part;
+(f) a cold worker-style job over TLS, create_message against the naive port, both trusting a test CA
+    the way a production worker trusts Kustomer's (workbench/bench_tls.py), with a breakdown of the
+    job's parts. `--only-tls` runs it alone.
 
 Comparisons are paired: ours and the baseline run back to back, in alternating order, and each pair
 gives one ratio (or difference). The table shows the median of those with their spread (the middle
@@ -323,18 +326,42 @@ def _cpu(who: int) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def tls_row(pairs: int, quick: bool) -> Row:
+    from workbench import bench_tls
+
+    measure = (
+        "(f) worker-style cold job over TLS (a test CA in the system store and in certifi's), "
+        "create_message vs naive httpx"
+    )
+    reason = bench_tls.unavailable()
+    if reason:
+        return Row(measure, f"not measured here: {reason}", "", "<= 0.90", "")
+    progress("(f) cold jobs over TLS, in a private mount namespace")
+    figures = bench_tls.measure(pairs, MESSAGE)
+    return Row(
+        measure,
+        f"{figures['ours_job'] * 1000:.1f} ms vs {figures['naive_job'] * 1000:.1f} ms; " + bench_tls.breakdown(figures),
+        f"ratio {figures['ratio']:.3f} (middle half {figures['low']:.3f} to {figures['high']:.3f})",
+        "<= 0.90",
+        verdict(figures["low"], figures["high"], 0.90, quick),
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="few samples, figures without verdicts")
     parser.add_argument("--scale", type=int, default=100_000, help="messages of the import at scale (e)")
     parser.add_argument("--only-scale", action="store_true", help="measure (e) only")
-    parser.add_argument("--no-scale", action="store_true", help="measure (a) to (d) only")
+    parser.add_argument("--no-scale", action="store_true", help="measure (a) to (d) and (f) only")
+    parser.add_argument("--only-tls", action="store_true", help="measure (f) only")
     options = parser.parse_args(argv)
     quick = options.quick
     pairs = 5 if quick else 30
     rows: list[Row] = []
 
-    if not options.only_scale:  # (a) to (d)
+    if not options.only_scale:  # (f)
+        rows.append(tls_row(pairs, quick))
+    if not (options.only_scale or options.only_tls):  # (a) to (d)
         with Sandbox() as sandbox:
             args = {"auth": {"apiKey": "bench-key-0123456789", "baseUrl": sandbox.url}, "body": MESSAGE}
             samples = paired("(a) job", pairs, timed_job(SCRIPTS / "create_message.py", args), timed_job(NAIVE, args))
@@ -400,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
 
-    if not options.no_scale:  # (e)
+    if not (options.no_scale or options.only_tls):  # (e)
         count = 5_000 if quick else options.scale
         mib = 1024 * 1024
         for budget in (1000,) if quick else (1000, 300):
