@@ -409,3 +409,118 @@ def test_inside_the_flow_the_rate_limit_advice_names_max_requests_per_minute(
     sent = json.loads(written["run/sent-0.json"])
     assert "give max_requests_per_minute a share of the org's budget" in sent["why"]
     assert "for-loop's parallelism" not in sent["why"]
+
+
+# ---- odd answers inside a step: the report stands, and an accepted batch is never "not sent" (15.8, 15.9) ----
+
+
+def load_step(monkeypatch: pytest.MonkeyPatch, name: str, stored: dict[str, bytes]) -> Any:
+    """A flow step run in process, the deployed scripts and the storage stood in for by the real
+    scripts and a dict; what it writes lands in `stored`."""
+    import sys
+    import types
+
+    import bulk_create_messages
+    import wait_for_bulk_results
+    import wmill
+
+    package = types.ModuleType("f.kustomer")
+    package.bulk_create_messages = bulk_create_messages  # type: ignore[attr-defined]
+    package.wait_for_bulk_results = wait_for_bulk_results  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "f", types.ModuleType("f"))
+    monkeypatch.setitem(sys.modules, "f.kustomer", package)
+
+    def load(obj: dict[str, str], *_: Any) -> bytes:
+        if obj["s3"] not in stored:
+            raise FileNotFoundError(obj["s3"])
+        return stored[obj["s3"]]
+
+    monkeypatch.setattr(wmill, "load_s3_file", load)
+    monkeypatch.setattr(wmill, "write_s3_file", lambda obj, data, *a: stored.__setitem__(obj["s3"], data))
+    spec = importlib.util.spec_from_file_location(name, FLOW / f"{name}.inline_script.py")
+    assert spec is not None
+    assert spec.loader is not None
+    step = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(step)
+    return step
+
+
+BATCH = {"positions": [0, 1], "messages": [{"channel": "chat", "app": "a"}, {"channel": "chat", "app": "a"}]}
+
+
+@pytest.mark.parametrize(
+    ("answer", "outcome"),
+    [
+        ({}, "unknown"),
+        ({"data": None}, "unknown"),
+        ({"data": {"id": "\x1b[2Jnot-an-id"}}, "unknown"),
+        ({"data": {"id": "5f0c1a2b3c4d5e6f7a8b9c0d"}, "error": {"detail": "odd"}}, "accepted"),
+    ],
+    ids=["empty-object", "data-null", "id-not-kustomers", "accepted-with-an-error-object"],
+)
+def test_a_2xx_bulk_answer_of_any_shape_is_never_not_sent_and_the_report_stands(
+    monkeypatch: pytest.MonkeyPatch, answer: Any, outcome: str
+) -> None:
+    import bulk_create_messages
+
+    stored = {"run/batch-0.json": json.dumps(BATCH).encode()}
+    monkeypatch.setattr(bulk_create_messages, "main", lambda auth, body: answer)
+    send = load_step(monkeypatch, "send_batch", stored)
+    assert send.main({"apiKey": "k"}, "run", 0)["outcome"] == outcome
+    sent = json.loads(stored["run/sent-0.json"])
+    assert "\x1b" not in json.dumps(sent, ensure_ascii=False)
+
+
+@pytest.mark.parametrize(
+    "items",
+    [
+        [{"_clientRef": {"not": "hashable"}, "status": "created", "id": "x"}, {"_clientRef": ["a"], "status": "x"}],
+        [{"_clientRef": "position-0", "status": "created", "id": "6a" * 12}, "not an item", None],
+        "not a list",
+    ],
+    ids=["unhashable-refs", "odd-entries", "items-not-a-list"],
+)
+def test_a_confirmation_with_odd_items_accounts_for_every_message(monkeypatch: pytest.MonkeyPatch, items: Any) -> None:
+    import wait_for_bulk_results
+
+    sent: dict[str, Any] = {"outcome": "accepted", "bulk_id": "5f0c1a2b3c4d5e6f7a8b9c0d"}
+    sent["messages"] = [[0, None, None], [1, None, "e1"]]
+    stored = {"run/sent-0.json": json.dumps(sent).encode()}
+    monkeypatch.setattr(wait_for_bulk_results, "main", lambda *a, **k: {"items": items})
+    confirm = load_step(monkeypatch, "confirm_batch", stored)
+    counts = confirm.main({"apiKey": "k"}, "run", 0)
+    lines = [json.loads(line) for line in stored["run/outcome-0.jsonl"].splitlines()]
+    assert [line[0] for line in lines] == [0, 1]  # every position, once
+    assert counts["created"] + counts["unknown"] == 2
+    assert counts["not_sent"] == 0  # it was accepted: never "not sent"
+
+
+@pytest.mark.parametrize(
+    ("created_at", "given"),
+    [
+        ("2024-05-01T12:30:00.123Z", "2024-05-01T12:30:00.123Z"),
+        ("2024-05-01 12:30:00,5+05", "2024-05-01 12:30:00,5+05"),  # another form the waiter reads
+        ("2024-13-45T99:99:99Z", ""),  # date-shaped, but no moment: not used
+        ("tomorrow", ""),
+        (17, ""),
+    ],
+    ids=["usable", "another-form", "no-such-moment", "not-a-date", "a-number"],
+)
+def test_a_created_at_the_waiter_cannot_read_is_ignored_not_a_failed_confirmation(
+    monkeypatch: pytest.MonkeyPatch, created_at: Any, given: str
+) -> None:
+    import wait_for_bulk_results
+
+    sent = {"outcome": "accepted", "bulk_id": "5f0c1a2b3c4d5e6f7a8b9c0d", "submitted_at": created_at}
+    sent["messages"] = [[0, None, None]]
+    stored = {"run/sent-0.json": json.dumps(sent).encode()}
+    calls: list[dict[str, Any]] = []
+
+    def confirmed(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        calls.append(kwargs)
+        return {"items": [{"_clientRef": "position-0", "status": "created", "id": "6a" * 12}]}
+
+    monkeypatch.setattr(wait_for_bulk_results, "main", confirmed)
+    confirm = load_step(monkeypatch, "confirm_batch", stored)
+    assert confirm.main({"apiKey": "k"}, "run", 0)["created"] == 1
+    assert calls[0]["submitted_at"] == given
