@@ -89,10 +89,10 @@ def test_a_success_answer_echoing_pieces_of_the_key_hides_each_and_keeps_the_res
     assert result["data"]["meta"] == {"[redacted]": "[redacted]"}
 
 
-def test_a_bulk_status_with_escapes_the_key_and_9_mb_is_cleaned_in_the_log_the_error_and_its_status(
+def test_a_bulk_status_with_escapes_the_key_and_megabytes_is_cleaned_in_the_log_the_error_and_its_status(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    status = EVIL + LONG_KEY[3:40] + "x" * 9_000_000
+    status = EVIL + LONG_KEY[3:40] + "x" * 1_900_000  # a 9 MB status is not read at all: over MAX_PAGE_BYTES
     with respx.mock() as mock:
         mock.get(f"{US}/v1/bulk/{BULK}").respond(200, json={"data": {"attributes": {"status": status}}})
         _, error = waiter(max_wait_seconds=10)
@@ -191,6 +191,17 @@ def test_pages_that_repeat_or_never_end_are_an_error_never_complete(
     assert said in str(error)
     assert "No outcome is taken from such pages" in str(error)
     assert route.call_count <= wait.MAX_PAGES + 1
+
+
+def test_a_repeated_client_ref_echoing_the_key_is_named_without_it() -> None:
+    ref = "\x1b[31m" + LONG_KEY[10:60]
+    with respx.mock() as mock:
+        mock.get(BATCHES).respond(200, json=page([created(ref), created(ref)]))
+        _, error = waiter(expected_items=2, submitted_at="2020-01-01T00:00:00Z")
+    assert isinstance(error, wait.KustomerAPIError)
+    assert "more than once" in str(error)
+    assert "\x1b" not in str(error)
+    assert_no_16_characters_of_the_key(str(error))
 
 
 def test_a_page_over_its_byte_bound_is_not_read() -> None:

@@ -1292,7 +1292,7 @@ def _trust(cafile: str | None, capath: str | None) -> ssl.SSLContext:
     if not (cafile or capath):
         capath = ssl.get_default_verify_paths().capath  # None when the directory does not exist
         with contextlib.suppress(OSError):
-            hashed = capath and any(re.fullmatch(r"[0-9a-f]{8}\.\d+", e.name) for e in os.scandir(capath))
+            hashed = capath and any(e.name[8:9] == "." and e.name[9:].isdigit() for e in os.scandir(capath))
             if hashed:
                 return ssl.create_default_context(capath=capath)
         import certifi  # httpx's own dependency
@@ -1410,8 +1410,10 @@ def _clean(text: str, key: str, limit: int) -> str:
     """Text that came from the server or the network, as it may be shown (a log line, an error, a
     report): control and format characters removed, the key and any 16 characters of it hidden, then
     shortened. Never used on the script's own words."""
-    text = re.sub(_ANSI_ESCAPE, "", text[: 16 * limit + 4096])  # 9 MB of status text costs no more than a page
-    text = re.sub(_CONTROL, " ", text)
+    text = text[: 16 * limit + 4096]  # 9 MB of status text costs no more than a page
+    if text.isascii() and text.isprintable():  # the usual case ("OK", "Created"): no pattern to compile
+        return _clip(_hide_secret(text, key), limit)
+    text = re.sub(_CONTROL, " ", re.sub(_ANSI_ESCAPE, "", text))
     if not text.isascii():
         import unicodedata  # only for text that needs it
 

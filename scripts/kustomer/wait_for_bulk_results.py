@@ -79,7 +79,7 @@ BULK_NOT_FOUND = (
 )
 MAX_ITEMS = 100  # messages in one bulk request, so outcomes in one operation
 MAX_PAGES = 100  # pages of batches: an operation has at most one batch per message
-MAX_PAGE_BYTES = 2_000_000  # one page of 100 outcomes is well under 100 KB
+MAX_PAGE_BYTES = 2_000_000  # of a status or a page of batches: 100 outcomes are well under 100 KB
 
 
 def _watch_problems(bulk_id: Any, expected: Any, submitted_at: Any, max_wait: Any, interval: Any) -> list[str]:
@@ -170,7 +170,7 @@ class _BulkWatch:
         """One look: the status (unless one read of the batches can tell, on the first look with
         expected_items), then, once it is complete, the batches; None while it is not done."""
         if not self.expected or self.reads:  # a status poll is one small read: the pages are read once done
-            answer = self.get(f"/v1/bulk/{self.bulk_id}")
+            answer = self.get(f"/v1/bulk/{self.bulk_id}", MAX_PAGE_BYTES)
             data = answer.get("data") if isinstance(answer, dict) else None
             attributes = data.get("attributes") if isinstance(data, dict) else None
             fields = {**(data or {}), **(attributes or {})} if isinstance(data, dict) else {}
@@ -202,7 +202,8 @@ class _BulkWatch:
             seen.add(path)
             answer = self.get(path, MAX_PAGE_BYTES, page)
             batches += _batches_in(answer, self.bulk_id, page, self.key)
-            problem = _listing_problem([i for b in batches for i in b["results"]], self.expected or MAX_ITEMS)
+            listed = [i for b in batches for i in b["results"]]
+            problem = _listing_problem(listed, self.expected or MAX_ITEMS, self.key)
             if problem:
                 raise _unreadable(self.bulk_id, page, problem)
             path = _next_path(answer, self.bulk_id, page, self.key)
@@ -318,13 +319,13 @@ def _outcome(result: dict[str, Any], key: str) -> dict[str, Any]:
     return entry
 
 
-def _listing_problem(items: list[dict[str, Any]], most: int) -> str:
+def _listing_problem(items: list[dict[str, Any]], most: int, key: str) -> str:
     """What makes the outcomes listed so far impossible (a page repeated under another link); else empty."""
     refs: set[str] = set()
     for item in items:
         ref = item["_clientRef"]
         if isinstance(ref, str) and ref in refs:
-            return f"the pages list the outcome of _clientRef {_show(ref, 60)} more than once"
+            return f"the pages list the outcome of _clientRef {_clean(_show(ref, 60), key, 70)} more than once"
         refs.add(ref if isinstance(ref, str) else "")
     if len(items) > most:
         return f"the pages list {len(items)} outcomes, more than the {most} messages of the operation"
@@ -1027,7 +1028,7 @@ def _trust(cafile: str | None, capath: str | None) -> ssl.SSLContext:
     if not (cafile or capath):
         capath = ssl.get_default_verify_paths().capath  # None when the directory does not exist
         with contextlib.suppress(OSError):
-            hashed = capath and any(re.fullmatch(r"[0-9a-f]{8}\.\d+", e.name) for e in os.scandir(capath))
+            hashed = capath and any(e.name[8:9] == "." and e.name[9:].isdigit() for e in os.scandir(capath))
             if hashed:
                 return ssl.create_default_context(capath=capath)
         import certifi  # httpx's own dependency
@@ -1145,8 +1146,10 @@ def _clean(text: str, key: str, limit: int) -> str:
     """Text that came from the server or the network, as it may be shown (a log line, an error, a
     report): control and format characters removed, the key and any 16 characters of it hidden, then
     shortened. Never used on the script's own words."""
-    text = re.sub(_ANSI_ESCAPE, "", text[: 16 * limit + 4096])  # 9 MB of status text costs no more than a page
-    text = re.sub(_CONTROL, " ", text)
+    text = text[: 16 * limit + 4096]  # 9 MB of status text costs no more than a page
+    if text.isascii() and text.isprintable():  # the usual case ("OK", "Created"): no pattern to compile
+        return _clip(_hide_secret(text, key), limit)
+    text = re.sub(_CONTROL, " ", re.sub(_ANSI_ESCAPE, "", text))
     if not text.isascii():
         import unicodedata  # only for text that needs it
 
