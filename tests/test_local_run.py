@@ -31,7 +31,8 @@ def main(name: str, count: int = 5, note: str | None = None, when: str = "today"
     if name == "fail":
         raise Refused("no thanks", 418)
     return {"name": name, "count": count, "note": note, "when": when, "day": date(2026, 1, 2),
-            "pid": os.getpid(), "leaked": os.environ.get("LOCAL_RUN_TEST_SECRET")}
+            "pid": os.getpid(), "leaked": os.environ.get("LOCAL_RUN_TEST_SECRET"),
+            "passed": {k: v for k, v in os.environ.items() if k.startswith("LOCAL_RUN_PASSED")}}
 """
 
 
@@ -62,6 +63,20 @@ def test_each_job_is_a_fresh_process_with_a_cleared_environment(probe: Path, mon
     first, second = run_job(probe, {"name": "a"}), run_job(probe, {"name": "b"})
     assert first.result["pid"] != second.result["pid"] != os.getpid()
     assert first.result["leaked"] is None
+
+
+def test_only_what_the_workers_whitelist_envs_names_is_passed_on_exactly_as_named(
+    probe: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """windmill-common worker.rs load_whitelist_env_vars_from_env / load_env_vars: split on ",", no
+    trimming; a listed name the worker lacks reaches the job as ""."""
+    monkeypatch.setenv("LOCAL_RUN_PASSED_A", "a-value")
+    monkeypatch.setenv("LOCAL_RUN_PASSED_SPACED", "not passed: its name is listed with a space")
+    monkeypatch.setenv("LOCAL_RUN_TEST_SECRET", "s3cret")
+    monkeypatch.setenv("WHITELIST_ENVS", "LOCAL_RUN_PASSED_A, LOCAL_RUN_PASSED_SPACED,LOCAL_RUN_PASSED_MISSING")
+    job = run_job(probe, {"name": "a"})
+    assert job.result["passed"] == {"LOCAL_RUN_PASSED_A": "a-value", "LOCAL_RUN_PASSED_MISSING": ""}
+    assert job.result["leaked"] is None
 
 
 def test_an_exception_becomes_windmills_error_object_and_exit_code_1(probe: Path) -> None:

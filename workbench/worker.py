@@ -40,11 +40,13 @@ FLOWS = ROOT / "flows" / "kustomer"
 _PASSED_ENV = ("PATH", "HOME", "TZ", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
 
 
-def _whitelisted() -> tuple[str, ...]:
-    """The names in the worker's WHITELIST_ENVS (comma-separated), which it passes on to every job
-    (windmill-worker `WHITELIST_ENVS`, common `load_whitelist_env_vars_from_env`): how a self-hosted
-    worker gives jobs SSL_CERT_FILE / SSL_CERT_DIR, say for a TLS-inspecting proxy's CA."""
-    return tuple(name.strip() for name in os.environ.get("WHITELIST_ENVS", "").split(",") if name.strip())
+def _whitelisted() -> dict[str, str]:
+    """The variables named in the worker's WHITELIST_ENVS, which it passes on to every job: how a
+    self-hosted worker gives jobs SSL_CERT_FILE / SSL_CERT_DIR, say for a TLS-inspecting proxy's CA.
+    windmill-common worker.rs: the names are split on "," as they are (no trimming), and a name the
+    worker's environment lacks is passed as "" (`load_whitelist_env_vars_from_env`, `load_env_vars`)."""
+    names = os.environ["WHITELIST_ENVS"].split(",") if "WHITELIST_ENVS" in os.environ else []
+    return {name: os.environ.get(name, "") for name in names if name}  # a process cannot hold an unnamed one
 
 
 # The worker's post-processing, as its wrapper writes it (python_executor.rs, get_result_postprocessor).
@@ -217,7 +219,7 @@ def run_job(
             peak=_PEAK,
         )
         Path(job_dir, "wrapper.py").write_text(wrapper)
-        env = {k: os.environ[k] for k in _PASSED_ENV + _whitelisted() if k in os.environ}
+        env = {k: os.environ[k] for k in _PASSED_ENV if k in os.environ} | _whitelisted()
         env.update(reserved)
         if workspace.base_url:
             env.update({"BASE_INTERNAL_URL": workspace.base_url, "WM_BASE_URL": workspace.base_url})
