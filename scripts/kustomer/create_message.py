@@ -880,7 +880,7 @@ class _Exchange:
 
     def __init__(self, key: str, url: httpx.URL, endpoint: _Endpoint, deadline: float) -> None:
         self.key, self.url, self.endpoint, self.policy = key, url, endpoint, POLICY
-        self.deadline = min(deadline, POLICY.clock() + POLICY.max_job_seconds)
+        self.deadline = min(deadline, self.policy.clock() + self.policy.max_job_seconds)
         self.where = f"{endpoint.method} {url}"
         self.sent = self.expired = self.traced = self.out_of_time = False
         self.cut_after = POLICY.response_deadline
@@ -1411,9 +1411,8 @@ def _clean(text: str, key: str, limit: int) -> str:
     report): control and format characters removed, the key and any 16 characters of it hidden, then
     shortened. Never used on the script's own words."""
     text = text[: 16 * limit + 4096]  # 9 MB of status text costs no more than a page
-    if text.isascii() and text.isprintable():  # the usual case ("OK", "Created"): no pattern to compile
-        return _clip(_hide_secret(text, key), limit)
-    text = re.sub(_CONTROL, " ", re.sub(_ANSI_ESCAPE, "", text))
+    if not (text.isascii() and text.isprintable()):  # the usual case ("OK", "Created") compiles no pattern
+        text = re.sub(_CONTROL, " ", re.sub(_ANSI_ESCAPE, "", text))
     if not text.isascii():
         import unicodedata  # only for text that needs it
 
@@ -1435,8 +1434,9 @@ def _without_key(value: Any, key: str) -> Any:
                     item[name] = hidden
             elif isinstance(inner, dict | list):
                 stack.append(inner)
-            if isinstance(name, str) and _hide_secret(name, key) != name:
-                item[_hide_secret(name, key)] = item.pop(name)
+            hidden_name = _hide_secret(name, key) if isinstance(name, str) else name
+            if hidden_name != name:
+                item[hidden_name] = item.pop(name)
     return value if not isinstance(value, str) else _hide_secret(value, key)
 
 

@@ -66,8 +66,8 @@ def main(
     """
     problems = _watch_problems(bulk_id, expected_items, submitted_at, max_wait_seconds, min_interval_seconds)
     _raise_if_invalid(_auth_problems(auth) + problems)
-    watch = _BulkWatch(auth, bulk_id.strip().lower(), expected_items, min_interval_seconds)
-    return watch.wait(_first_look_delay(submitted_at), max_wait_seconds)
+    watch = _BulkWatch(auth, bulk_id.strip().lower(), expected_items, min_interval_seconds, max_wait_seconds)
+    return watch.wait(_first_look_delay(submitted_at))
 
 
 FIRST_LOOK_AFTER = 5.0  # seconds after submission: most operations are done by then, so one read confirms
@@ -121,16 +121,16 @@ class _BulkWatch:
     wait and every request counts against one deadline: max_wait_seconds for the looks, READ_TIME more
     for the last one to end."""
 
-    def __init__(self, auth: kustomer, bulk_id: str, expected: int, interval: float) -> None:
+    def __init__(self, auth: kustomer, bulk_id: str, expected: int, interval: float, max_wait: float) -> None:
         self.auth, self.bulk_id, self.expected, self.interval = auth, bulk_id, expected, interval
         self.key = auth["apiKey"].strip()
         self.status, self.progress, self.last_request, self.reads = "queued", "", -math.inf, 0
         self.policy = POLICY
-        self.started = self.policy.clock()
-        self.looks_until = self.deadline = self.started
-
-    def wait(self, first_delay: float, max_wait: float) -> dict[str, Any]:
+        self.started, self.max_wait = self.policy.clock(), max_wait
         self.looks_until, self.deadline = self.started + max_wait, self.started + max_wait + READ_TIME
+
+    def wait(self, first_delay: float) -> dict[str, Any]:
+        max_wait = self.max_wait
         delays = self.schedule(first_delay, max_wait)
         for look, delay in enumerate(delays, start=1):
             if look > 1 and self.policy.clock() + delay > self.looks_until:
@@ -616,7 +616,7 @@ class _Exchange:
 
     def __init__(self, key: str, url: httpx.URL, endpoint: _Endpoint, deadline: float) -> None:
         self.key, self.url, self.endpoint, self.policy = key, url, endpoint, POLICY
-        self.deadline = min(deadline, POLICY.clock() + POLICY.max_job_seconds)
+        self.deadline = min(deadline, self.policy.clock() + self.policy.max_job_seconds)
         self.where = f"{endpoint.method} {url}"
         self.sent = self.expired = self.traced = self.out_of_time = False
         self.cut_after = POLICY.response_deadline
@@ -1147,9 +1147,8 @@ def _clean(text: str, key: str, limit: int) -> str:
     report): control and format characters removed, the key and any 16 characters of it hidden, then
     shortened. Never used on the script's own words."""
     text = text[: 16 * limit + 4096]  # 9 MB of status text costs no more than a page
-    if text.isascii() and text.isprintable():  # the usual case ("OK", "Created"): no pattern to compile
-        return _clip(_hide_secret(text, key), limit)
-    text = re.sub(_CONTROL, " ", re.sub(_ANSI_ESCAPE, "", text))
+    if not (text.isascii() and text.isprintable()):  # the usual case ("OK", "Created") compiles no pattern
+        text = re.sub(_CONTROL, " ", re.sub(_ANSI_ESCAPE, "", text))
     if not text.isascii():
         import unicodedata  # only for text that needs it
 
@@ -1171,8 +1170,9 @@ def _without_key(value: Any, key: str) -> Any:
                     item[name] = hidden
             elif isinstance(inner, dict | list):
                 stack.append(inner)
-            if isinstance(name, str) and _hide_secret(name, key) != name:
-                item[_hide_secret(name, key)] = item.pop(name)
+            hidden_name = _hide_secret(name, key) if isinstance(name, str) else name
+            if hidden_name != name:
+                item[hidden_name] = item.pop(name)
     return value if not isinstance(value, str) else _hide_secret(value, key)
 
 
