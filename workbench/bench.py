@@ -15,10 +15,11 @@
     the way a production worker trusts Kustomer's (workbench/bench_tls.py), with a breakdown of the
     job's parts. `--only-tls` runs it alone.
 
-Comparisons are paired: ours and the baseline run back to back, in alternating order, and each pair
-gives one ratio (or difference). The table shows the median of those with their spread (the middle
-half, 25th to 75th percentile), and a verdict only when the whole spread is on one side of the
-target; otherwise "undecided". `--quick` takes few samples and prints figures without verdicts.
+Comparisons are paired: each pair is a block of four runs back to back, ours, the baseline, the
+baseline, ours, and gives one ratio (or difference) of the block's means. The table shows the median
+of those with their spread (the middle half, 25th to 75th percentile), and a verdict only when the
+whole spread is on one side of the target; otherwise "undecided". `--quick` takes few samples and
+prints figures without verdicts.
 Progress goes to stderr.
 """
 
@@ -83,17 +84,14 @@ def verdict(low: float, high: float, bound: float, quick: bool) -> str:
 
 
 def paired(name: str, pairs: int, ours: Callable[[], float], base: Callable[[], float]) -> list[tuple[float, float]]:
-    """`pairs` measurements of both, back to back, the order alternating so drift hits both alike."""
+    """`pairs` measurements of both, each the mean of a block run back to back as ours, the baseline,
+    the baseline, ours: a change in the machine's speed during the block (this VM's can double within
+    seconds) hits both alike, to first order."""
     out = []
     for i in range(pairs):
         progress(f"{name}: pair {i + 1} of {pairs}")
-        if i % 2 == 0:
-            mine = ours()
-            theirs = base()
-        else:
-            theirs = base()
-            mine = ours()
-        out.append((mine, theirs))
+        first, theirs, again, mine = ours(), base(), base(), ours()
+        out.append(((first + mine) / 2, (theirs + again) / 2))
     return out
 
 

@@ -23,6 +23,7 @@ Kustomer's reference: https://developer.kustomer.com/api/core-resources/create-m
 
 import contextlib
 import functools
+import gc
 import ipaddress
 import json
 import math
@@ -39,7 +40,21 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple, NotRequired, TypedDict
 from urllib.parse import quote
 
-import httpx
+# ---- shared part "collector": the same in every script of scripts/kustomer ----
+# A job is a fresh process: it imports httpx, sends a request or two and exits. Python's cyclic
+# collector would walk every object those imports make (tens of thousands, none of them garbage)
+# while they are made and again at exit, about a fifth of a cold job (README, "Performance"). So it
+# is off while httpx is imported, and what the imports made is frozen: gc.freeze moves it out of
+# every later collection, as its documentation suggests for long-lived objects. What a job makes
+# afterwards is collected as usual.
+_collecting = gc.isenabled()
+gc.disable()
+import httpx  # noqa: E402  # after gc.disable(), above
+
+gc.freeze()
+if _collecting:
+    gc.enable()
+# ---- end of shared part "collector" ----
 
 
 class kustomer(TypedDict):
@@ -939,7 +954,9 @@ class _Exchange:
         trust = _trust(os.environ.get("SSL_CERT_FILE") or None, os.environ.get("SSL_CERT_DIR") or None)
         try:  # loopback (a local sandbox) never goes through a proxy: the key would cross it in clear text
             loopback = _is_loopback(self.url.host)
-            return httpx.Client(timeout=timeout, follow_redirects=False, trust_env=not loopback, verify=trust)
+            client = httpx.Client(timeout=timeout, follow_redirects=False, trust_env=not loopback, verify=trust)
+            _freeze_once()  # httpx imports httpcore when it makes its first client
+            return client
         except Exception as exc:  # a proxy setting that cannot be used: an unknown scheme, socks without socksio
             names = [
                 n for n in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY") if os.environ.get(n) or os.environ.get(n.lower())
@@ -1307,6 +1324,14 @@ def _trust(cafile: str | None, capath: str | None) -> ssl.SSLContext:
             f"({type(exc).__name__}: {_clip(str(exc), 120)}). Point it to a PEM file (or a hashed directory) "
             "holding the CA to trust, or unset it to use the system's."
         ) from None
+
+
+@functools.cache
+def _freeze_once() -> None:
+    """Move what httpcore's import made out of later collections, as the collector part does for
+    httpx's: once per process (a dedicated worker runs many jobs in one), so a job's own objects are
+    frozen at most once."""
+    gc.freeze()
 
 
 def _certificate_problem(exc: BaseException, host: str) -> str:

@@ -117,6 +117,9 @@ class _Server(ThreadingHTTPServer):
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "kustomer-sandbox/1.1"
+    # As real HTTP servers do (TCP_NODELAY). Without it the body, written after the headers, waits
+    # for the client's delayed ACK of them: 40 ms added to every answer, which no real server adds.
+    disable_nagle_algorithm = True
     server: _Server
 
     @property
