@@ -6,10 +6,11 @@ script anything special, the measurement runs in a private mount namespace (`uns
 root) where a test CA made by trustme is added to both stores by bind mounts over copies: the system's
 hashed certificate directory and certifi's cacert.pem. Nothing outside the namespace changes.
 
-It prints the paired ratio and a breakdown of one job's parts, each measured apart in fresh processes:
-Python's start, `import httpx` (as each script's top level does it), compiling the script, building
-the SSL context, validating the body, the process's exit, and the rest (the worker's wrapper,
-httpcore's import at the first client, the connection, the handshake, the request).
+It prints the paired ratio and a breakdown of one job, from marks taken inside real jobs: its start
+(Python's, then the worker's wrapper), importing the script (httpx with it), `main` (httpcore's
+import at the first client, the SSL context, validation, the connection, handshake and request), and
+the result with the process's exit. Compiling the script, building the SSL context and validating
+the body are measured apart, in fresh processes, to say how much of those stretches they are.
 """
 
 from __future__ import annotations
@@ -29,35 +30,61 @@ from typing import Any
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "kustomer" / "create_message.py"
 NAIVE = Path(__file__).with_name("naive_create_message.py")
 
-# One fresh process per script: the parts of its job that can be timed apart. The script's own top
-# level imports httpx (ours with the collector paused, see its "collector" part); a first client is
-# made as the job makes it, then the process ends, and the parent times that end (the exit).
+# Times taken inside a real job (worker.run_job's `probe`, run in the wrapper just before it imports
+# the script): when the wrapper's own imports were done, when the script was imported, when `main`
+# began and returned, and when the exit began (atexit). The parent notes when the job started and ended.
+_MARKS = r"""
+import atexit as _atexit, functools as _functools, time as _time
+_marks = {{"wrapper": _time.time()}}
+__import__("{module}")
+_job = sys.modules["{module}"]
+_marks["imported"] = _time.time()
+_untimed_main = _job.main
+
+
+@_functools.wraps(_untimed_main)
+def _timed_main(*args, **kwargs):
+    _marks["main"] = _time.time()
+    try:
+        return _untimed_main(*args, **kwargs)
+    finally:
+        _marks["returned"] = _time.time()
+
+
+_job.main = _timed_main
+
+
+@_atexit.register
+def _note_marks():
+    _marks["exit"] = _time.time()
+    with open({out!r}, "w") as out:
+        json.dump(_marks, out)
+"""
+
+# One fresh process per script, for what cannot be told apart inside the job: compiling the script,
+# building the SSL context, validating the body.
 _PARTS = r"""
 import json, sys, time
+import httpx
 T = time.perf_counter
 who, path, message = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 out = {}
 source = open(path).read()
 t = T(); code = compile(source, path, "exec"); out["compile"] = T() - t
-m = {"__name__": "job"}
-t = T(); exec(code, m); out["imports"] = T() - t
-httpx = m["httpx"]
 if who == "ours":
-    t = T(); context = m["_trust"](None, None); out["ssl"] = T() - t
+    m = {"__name__": "job"}
+    exec(code, m)
+    t = T(); m["_trust"](None, None); out["ssl"] = T() - t
     t = T()
     body, problems = m["_given_body"](message)
     problems = problems or m["_size_problems"](body, "body")
     problems = problems or m["_message_problems"](body, "body", m["CREATE_REQUIRED"])
     problems += m["_auth_problems"]({"apiKey": "bench-key-0123456789"}) + m["_token_problems"](body, "body")
     out["validation"] = T() - t
-    httpx.Client(verify=context).close()
-    m["_freeze_once"]()  # as _Exchange.client() does after its first client
 else:
-    t = T(); context = httpx.create_ssl_context(); out["ssl"] = T() - t
+    t = T(); httpx.create_ssl_context(); out["ssl"] = T() - t
     out["validation"] = 0.0
-    httpx.Client(verify=context).close()
-out["done"] = time.time()
-print(json.dumps(out), flush=True)
+print(json.dumps(out))
 """
 
 
@@ -120,25 +147,16 @@ def _inside(pairs: int, chain: str, key: str, message: dict[str, Any]) -> dict[s
         auth = {"apiKey": "bench-key-0123456789", "baseUrl": box.url.replace("127.0.0.1", "localhost")}
         args = {"auth": auth, "body": message}
         samples = paired("(f) job over TLS", pairs, timed_job(SCRIPT, args), timed_job(NAIVE, args))
-    ratio, low, high = spread([ours / base for ours, base in samples])
-    starts: list[float] = []
-    parts: dict[str, list[dict[str, float]]] = {"ours": [], "naive": []}
-    for i in range(max(5, pairs // 2)):
-        progress(f"(f) parts: run {i + 1}")
-        started = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "pass"], check=True)
-        starts.append(time.perf_counter() - started)
-        for who, script in (("ours", SCRIPT), ("naive", NAIVE)):
-            done = subprocess.run(
-                [sys.executable, "-c", _PARTS, who, str(script), json.dumps(message)],
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            ended = time.time()
-            figures = json.loads(done.stdout)
-            figures["exit"] = ended - figures.pop("done")
-            parts[who].append(figures)
+        ratio, low, high = spread([ours / base for ours, base in samples])
+        starts: list[float] = []
+        parts: dict[str, list[dict[str, float]]] = {"ours": [], "naive": []}
+        for i in range(max(5, pairs // 2)):
+            progress(f"(f) parts: run {i + 1}")
+            started = time.perf_counter()
+            subprocess.run([sys.executable, "-c", "pass"], check=True)
+            starts.append(time.perf_counter() - started)
+            for who, script in (("ours", SCRIPT), ("naive", NAIVE)):
+                parts[who].append(_marked_job(script, args) | _apart(who, script, message))
     median = {
         f"{who}_{name}": statistics.median(run[name] for run in runs) for who, runs in parts.items() for name in runs[0]
     }
@@ -147,19 +165,45 @@ def _inside(pairs: int, chain: str, key: str, message: dict[str, Any]) -> dict[s
     return {"ratio": ratio, "low": low, "high": high, **median}
 
 
-def breakdown(figures: dict[str, Any]) -> str:
-    """One job's parts, ours / naive, in ms; "the rest" is the job less the parts measured apart."""
-    ms = {k: v * 1000 for k, v in figures.items() if isinstance(v, float)}
-    names = ("imports", "compile", "ssl", "validation", "exit")
-    rest = {who: ms[f"{who}_job"] - ms["start"] - sum(ms[f"{who}_{n}"] for n in names) for who in ("ours", "naive")}
+def _marked_job(script: Path, args: dict[str, Any]) -> dict[str, float]:
+    """One worker-style job with its marks: seconds in each stretch of it."""
+    from workbench.worker import run_job
 
-    def both(name: str, digits: int = 1) -> str:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp, "marks.json")
+        started = time.time()
+        job = run_job(script, args, probe=_MARKS.format(module=f"f.kustomer.{script.stem}", out=str(out)))
+        ended = time.time()
+        if job.exit_code != 0:
+            raise SystemExit(f"bench: {script.name} failed: {job.result}")
+        marks = json.loads(out.read_text())
+    return {
+        "until_wrapper": marks["wrapper"] - started,
+        "import": marks["imported"] - marks["wrapper"],
+        "main": marks["returned"] - marks["main"],
+        "end": ended - marks["exit"],
+    }
+
+
+def _apart(who: str, script: Path, message: dict[str, Any]) -> dict[str, float]:
+    command = [sys.executable, "-c", _PARTS, who, str(script), json.dumps(message)]
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    figures: dict[str, float] = json.loads(done.stdout)
+    return figures
+
+
+def breakdown(figures: dict[str, Any]) -> str:
+    """One job's stretches, ours / naive, in ms (medians), with the parts measured apart inside them."""
+    ms = {k: v * 1000 for k, v in figures.items() if isinstance(v, float)}
+
+    def both(name: str, digits: int = 0) -> str:
         return f"{ms['ours_' + name]:.{digits}f} / {ms['naive_' + name]:.{digits}f}"
 
     return (
-        f"ours / naive: Python start {ms['start']:.0f}, import httpx {both('imports', 0)}, compile {both('compile')}, "
-        f"SSL context {both('ssl')}, validation {both('validation', 2)}, exit {both('exit', 0)}, the rest (wrapper, "
-        f"httpcore's import, connection, handshake, request) {rest['ours']:.0f} / {rest['naive']:.0f} ms"
+        f"ours / naive: start (Python's {ms['start']:.0f}, then the wrapper's imports) {both('until_wrapper')}; "
+        f"importing the script {both('import')}, of which compiling it {both('compile', 1)}; main {both('main')}, "
+        f"of which the SSL context {both('ssl', 1)} and validation {both('validation', 2)} (the rest: httpcore's "
+        f"import, connection, handshake, request); the result and the exit {both('end')}"
     )
 
 

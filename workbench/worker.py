@@ -184,11 +184,13 @@ def run_job(
     workspace: Workspace | None = None,
     root_job: str | None = None,
     on_log: Callable[[str], None] | None = None,
+    probe: str = "",
 ) -> JobResult:
     """Run `script` as a worker would, in a fresh process, with `args` as the job's arguments.
 
     The job gets its own token and the workspace's environment; its arguments are interpolated as the
-    worker does; under Cloud's rules an over-large result or a run past 900 s fails the job."""
+    worker does; under Cloud's rules an over-large result or a run past 900 s fails the job. `probe`
+    is not the worker's: code the benchmark runs in the wrapper just before it imports the script."""
     workspace = workspace or Workspace(cloud=False)
     workspace_path = workspace_path or f"f/kustomer/{script.stem}"
     folder, _, name = workspace_path.rpartition("/")
@@ -216,7 +218,7 @@ def run_job(
             name=name,
             postprocessor=_UNPROCESSED if skip else _POSTPROCESS,
             loader=_LOADER if workspace.base_url else "",
-            peak=_PEAK,
+            peak=_PEAK + probe,
         )
         Path(job_dir, "wrapper.py").write_text(wrapper)
         env = {k: os.environ[k] for k in _PASSED_ENV if k in os.environ} | _whitelisted()
