@@ -898,7 +898,7 @@ class _Exchange:
         self.deadline = min(deadline, self.policy.clock() + self.policy.max_job_seconds)
         self.where = f"{endpoint.method} {url}"
         self.sent = self.expired = self.traced = self.out_of_time = False
-        self.cut_after = POLICY.response_deadline
+        self.cut_after = self.policy.response_deadline
         self.stream: Any = None
         self.timer: threading.Timer | None = None
         self.waited = 0.0
@@ -1343,13 +1343,14 @@ def _certificate_problem(exc: BaseException, host: str) -> str:
         seen = seen.__cause__ or seen.__context__
     if not isinstance(seen, ssl.SSLCertVerificationError):
         return ""
+    unknown_ca = "it was issued by a certificate authority this worker does not trust"
     problems = {
         9: "it is not valid yet (or this worker's clock is wrong)",
         10: "it has expired (or this worker's clock is wrong)",
         18: "it is self-signed",
-        19: "it was issued by a certificate authority this worker does not trust",
-        20: "it was issued by a certificate authority this worker does not trust",
-        21: "it was issued by a certificate authority this worker does not trust",
+        19: unknown_ca,  # a self-signed CA in the chain
+        20: unknown_ca,  # the issuer is not among the trusted
+        21: unknown_ca,  # the first certificate's issuer is not among the trusted
         62: f"it was issued for another host name, not {host}",
     }
     return problems.get(seen.verify_code, f"{_clip(str(seen.verify_message), 120)} (code {seen.verify_code})")

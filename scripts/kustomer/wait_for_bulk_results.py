@@ -32,6 +32,7 @@ import zlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, NotRequired, TypedDict
+from urllib.parse import unquote
 
 # ---- shared part "collector": the same in every script of scripts/kustomer ----
 # A job is a fresh process: it imports httpx, sends a request or two and exits. Python's cyclic
@@ -310,8 +311,6 @@ def _next_path(answer: Any, bulk_id: str, page: int, key: str) -> str | None:
     else:
         target = "/" + following.lstrip("/")
     path, _, query = target.partition("?")
-    from urllib.parse import unquote  # loaded by httpx already
-
     batches = f"/v1/bulk/{bulk_id}/batches"
     if not path or os.path.normpath(unquote(path)).lower().replace("//", "/") != batches:
         raise _unreadable(bulk_id, page, f"its next link {shown!r} leads out of this operation's batches")
@@ -634,7 +633,7 @@ class _Exchange:
         self.deadline = min(deadline, self.policy.clock() + self.policy.max_job_seconds)
         self.where = f"{endpoint.method} {url}"
         self.sent = self.expired = self.traced = self.out_of_time = False
-        self.cut_after = POLICY.response_deadline
+        self.cut_after = self.policy.response_deadline
         self.stream: Any = None
         self.timer: threading.Timer | None = None
         self.waited = 0.0
@@ -1079,13 +1078,14 @@ def _certificate_problem(exc: BaseException, host: str) -> str:
         seen = seen.__cause__ or seen.__context__
     if not isinstance(seen, ssl.SSLCertVerificationError):
         return ""
+    unknown_ca = "it was issued by a certificate authority this worker does not trust"
     problems = {
         9: "it is not valid yet (or this worker's clock is wrong)",
         10: "it has expired (or this worker's clock is wrong)",
         18: "it is self-signed",
-        19: "it was issued by a certificate authority this worker does not trust",
-        20: "it was issued by a certificate authority this worker does not trust",
-        21: "it was issued by a certificate authority this worker does not trust",
+        19: unknown_ca,  # a self-signed CA in the chain
+        20: unknown_ca,  # the issuer is not among the trusted
+        21: unknown_ca,  # the first certificate's issuer is not among the trusted
         62: f"it was issued for another host name, not {host}",
     }
     return problems.get(seen.verify_code, f"{_clip(str(seen.verify_message), 120)} (code {seen.verify_code})")
