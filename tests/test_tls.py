@@ -4,7 +4,7 @@ SSL_CERT_FILE / SSL_CERT_DIR, passed to the job as Windmill's worker passes WHIT
 
 A certificate that cannot be trusted (unknown CA, expired, another host) fails at once: one attempt,
 "Nothing was sent", which problem it was, and what to do. A server that never completes the
-handshake is bounded by the attempt's deadline. Verification is never turned off.
+handshake, or drips its answer, is cut off at the attempt's deadline. Verification is never turned off.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import socket
 import ssl
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from typing import Any
 import create_message
 import pytest
 import trustme
+from hostile_server import Answer, HostileServer
 from pytest_httpserver import HTTPServer
 
 from workbench.sandbox import Sandbox
@@ -183,10 +185,12 @@ def test_a_server_that_never_completes_the_handshake_is_cut_off_at_the_attempts_
     monkeypatch.setattr(
         create_message, "POLICY", create_message.POLICY._replace(response_deadline=1.0, max_failed_attempts=2)
     )
+    started = time.monotonic()
     try:
         with pytest.raises(create_message.KustomerConnectionError) as caught:
             create_message.main(auth(f"https://127.0.0.1:{listener.getsockname()[1]}"), MESSAGE)  # type: ignore[arg-type]
     finally:
+        elapsed = time.monotonic() - started
         stop.set()
         thread.join(timeout=5)
         for sock in held:
@@ -196,6 +200,25 @@ def test_a_server_that_never_completes_the_handshake_is_cut_off_at_the_attempts_
     assert "took longer than 1 s and was cut off" in text
     assert "Nothing was sent" in text
     assert len(held) == 1  # cut off at its deadline and not tried again: it would hang again
+    assert elapsed < 5  # at the deadline, not at the 10 s connect timeout: ssl holds the socket by then
+
+
+def test_an_https_answer_dripped_past_the_attempts_deadline_is_cut_off_at_it(
+    ca: trustme.CA, trusted: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 201 whose bytes come 7 at a time every 50 ms, about 2 s in all, against a 0.6 s deadline: the
+    exchange over TLS is cut off at the deadline, and the outcome is unknown (the POST went out)."""
+    body = b'{"data": {"type": "message", "id": "5f9a3c1e2b4d6f8a0c1e3b5e", "attributes": {}}}'
+    dripped = Answer.http(201, body, {"Content-Type": "application/json"}, delay=0.05, chunk=7)
+    monkeypatch.setattr(create_message, "POLICY", create_message.POLICY._replace(response_deadline=0.6))
+    with HostileServer([dripped], tls=serving(ca, "127.0.0.1")) as server:
+        started = time.monotonic()
+        with pytest.raises(create_message.KustomerOutcomeUnknownError) as caught:
+            create_message.main({"apiKey": KEY, "baseUrl": server.url}, MESSAGE)  # type: ignore[arg-type]
+        elapsed = time.monotonic() - started
+    assert "took longer than 1 s and was cut off" in str(caught.value)
+    assert server.posts() == 1
+    assert elapsed < 1.5, f"the drip ran on past the deadline: {elapsed:.2f} s"
 
 
 def test_the_sandbox_over_tls_refuses_plain_http(ca: trustme.CA) -> None:

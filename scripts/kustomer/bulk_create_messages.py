@@ -869,8 +869,9 @@ class _Exchange:
         self.where = f"{endpoint.method} {url}"
         self.sent = self.expired = self.traced = self.out_of_time = False
         self.cut_after = self.policy.response_deadline
-        self.stream: Any = None
+        self.fd = -1  # the connection's socket, by number: ssl keeps it while it holds the socket
         self.timer: threading.Timer | None = None
+        self.lock = threading.Lock()  # the deadline acts only while its attempt lasts
         self.waited = 0.0
 
     # -- the layers, from the outside in --
@@ -965,9 +966,10 @@ class _Exchange:
             retry = not self.sent and not self.expired and connect_failed  # a proxy that drips would drip again
             raise _NoAnswer(self.failure_reason(exc), self.sent, retry=retry or self.sent) from None
         finally:
-            if self.timer:
-                self.timer.cancel()
-                self.timer = None
+            with self.lock:
+                if self.timer:
+                    self.timer.cancel()
+                    self.timer = None
 
     def read_body(self, response: httpx.Response) -> bytes:
         success = response.is_success
@@ -1007,18 +1009,29 @@ class _Exchange:
             self.timer = threading.Timer(self.cut_after, self.expire)
             self.timer.daemon = True
             self.timer.start()
-        if event == "connection.connect_tcp.complete":
-            self.stream = info.get("return_value")
+        if event.endswith(".connect_tcp.complete"):  # directly or through a proxy
+            stream = info.get("return_value")
+            sock = stream.get_extra_info("socket") if stream is not None else None
+            self.fd = sock.fileno() if sock is not None else -1
         elif event.endswith(".send_request_headers.started") and info["request"].method != b"CONNECT":
             self.sent = True
 
     def expire(self) -> None:
-        """The deadline passed: shut the socket, which ends any read or write under way at once."""
-        self.expired = True
-        sock = self.stream.get_extra_info("socket") if self.stream is not None else None
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+        """The deadline passed: shut the connection, which ends any read or write under way at once. By
+        the socket's number: a TLS handshake or exchange runs on an ssl socket that took it over (the
+        socket object httpcore connected with is detached by then, and shutting it would do nothing)."""
+        with self.lock:
+            if self.timer is None:  # the attempt ended as its deadline passed
+                return
+            self.expired = True
+            if self.fd < 0:
+                return
+            with contextlib.suppress(OSError):  # closed already
+                held = socket.socket(fileno=self.fd)
+                try:
+                    held.shutdown(socket.SHUT_RDWR)
+                finally:
+                    held.detach()  # the connection's socket stays httpcore's to close
 
     def failure_reason(self, exc: Exception) -> str:
         if self.expired and self.out_of_time:
