@@ -214,7 +214,7 @@ def test_an_https_answer_dripped_past_the_attempts_deadline_is_cut_off_at_it(
     with HostileServer([dripped], tls=serving(ca, "127.0.0.1")) as server:
         started = time.monotonic()
         with pytest.raises(create_message.KustomerOutcomeUnknownError) as caught:
-            create_message.main({"apiKey": KEY, "baseUrl": server.url}, MESSAGE)  # type: ignore[arg-type]
+            create_message.main({"apiKey": KEY, "baseUrl": server.url}, MESSAGE)
         elapsed = time.monotonic() - started
     assert "took longer than 1 s and was cut off" in str(caught.value)
     assert server.posts() == 1
