@@ -7,6 +7,7 @@ the scripts."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -73,7 +74,10 @@ def test_a_dedicated_worker_freezes_once_and_collects_each_jobs_own_objects() ->
     assert created == 30
     frozen = [f for f, _ in counts]
     assert frozen[0] > frozen_at_import(), "the first client froze what httpcore's import made"
-    assert set(frozen) == {frozen[0]}, f"later jobs froze more: {frozen}"
+    # A frozen object that dies by its refcount leaves the frozen set (a few of the first job's own,
+    # made before the freeze, do), so the count may fall; a second gc.freeze() would raise it.
+    rises = [(i, b - a) for i, (a, b) in enumerate(itertools.pairwise(frozen), 2) if b > a]
+    assert not rises, f"later jobs froze more (job, how many): {rises}"
     tracked = [t for _, t in counts]
     assert tracked[-1] - tracked[4] < 100, f"objects pile up job after job: {tracked}"
 
