@@ -110,8 +110,12 @@ def run_flow(
     flow = yaml.safe_load((flow_dir / "flow.yaml").read_text())
     path = f"f/kustomer/{flow_dir.name.removesuffix('.flow')}"
     where = _Flow(flow_dir, path, workspace, str(uuid.uuid4()), log)
-    result = _run_modules(where, flow["value"]["modules"], dict(inputs), {})
-    _stored(where, step="flow", args=inputs, result=result)
+    workspace.flow_runs[where.job] = True  # running: what the jobs API answers about it
+    try:
+        result = _run_modules(where, flow["value"]["modules"], dict(inputs), {})
+        _stored(where, step="flow", args=inputs, result=result)
+    finally:
+        workspace.flow_runs[where.job] = False  # completed, cancelled too
     return result
 
 

@@ -1,9 +1,10 @@
 """Keep the code the scripts share identical: `uv run python -m workbench.shared_parts [--check]`.
 
-Windmill runs each script as one self-contained file, so the code several scripts need is copied
-into each, between the markers `# ---- shared part "NAME": ...` and `# ---- end of shared part "NAME" ----`.
-create_message.py holds every part and is their source: edit a part there, then run this to copy it
-into every other script that holds it. `--check` writes nothing and exits 1 when a copy differs
+Windmill runs each script (and each inline step of a flow) as one self-contained file, so the code
+several need is copied into each, between the markers `# ---- shared part "NAME": ...` and
+`# ---- end of shared part "NAME" ----`. The scripts' parts have create_message.py as their source,
+the import flow's steps' parts prepare.inline_script.py: edit a part there, then run this to copy it
+into every other file that holds it. `--check` writes nothing and exits 1 when a copy differs
 (tests/test_shared_parts.py runs it).
 """
 
@@ -14,9 +15,11 @@ import re
 import sys
 from pathlib import Path
 
-from workbench.worker import ROOT, SCRIPTS
+from workbench.worker import FLOWS, ROOT, SCRIPTS
 
 SOURCE = SCRIPTS / "create_message.py"
+FLOW_STEPS = FLOWS / "import_messages.flow"
+FLOW_SOURCE = FLOW_STEPS / "prepare.inline_script.py"
 _PART = re.compile(
     r'^# ---- shared part "(?P<name>[\w-]+)".*?^# ---- end of shared part "(?P=name)" ----$', re.MULTILINE | re.DOTALL
 )
@@ -33,14 +36,21 @@ def parts(text: str) -> dict[str, str]:
 
 
 def rendered() -> dict[Path, str]:
-    """Every script with each of its parts replaced by the source's copy."""
-    source = parts(SOURCE.read_text())
+    """Every script and flow step with each of its parts replaced by its source's copy."""
     files = {}
-    for script in sorted(SCRIPTS.glob("*.py")):
+    for origin, group in ((SOURCE, sorted(SCRIPTS.glob("*.py"))), (FLOW_SOURCE, sorted(FLOW_STEPS.glob("*.py")))):
+        files.update(_rendered(origin, group))
+    return files
+
+
+def _rendered(origin: Path, group: list[Path]) -> dict[Path, str]:
+    source = parts(origin.read_text())
+    files = {}
+    for script in group:
         text = script.read_text()
         missing = set(parts(text)) - set(source)
         if missing:
-            raise SystemExit(f"shared_parts: {script.name} holds part(s) {sorted(missing)}, which {SOURCE.name} lacks")
+            raise SystemExit(f"shared_parts: {script.name} holds part(s) {sorted(missing)}, which {origin.name} lacks")
 
         def from_source(match: re.Match[str]) -> str:
             return source[match["name"]]

@@ -4,12 +4,19 @@ storage and the script loader. Exactly the routes the real clients call, read fr
 - `POST /api/w/{workspace}/job_helpers/upload_s3_file?file_key=K` with the raw bytes, answering
   `{"file_key": K}` (a key is made when none is given), and `GET .../job_helpers/download_s3_file
   ?file_key=K`, streamed: what PyPI `wmill` (client.py `write_s3_file`, s3_reader.py) calls.
+- `DELETE .../job_helpers/delete_s3_file?file_key=K`: what `wmill.delete_s3_object` calls.
+- `GET /api/w/{workspace}/jobs_u/get/{id}`: what `wmill`'s `get_job` / `get_job_status` call, for a
+  flow run of the local runner: `{"type": "QueuedJob", "running": true}` while it runs,
+  `{"type": "CompletedJob"}` once it ended (cancelled too), 404 for an id the workspace never ran.
 - `GET /api/w/{workspace}/scripts/raw/p/{path}.py`: what the worker's Python loader
   (windmill-worker loader.py, `WindmillFinder`) fetches for `from f.<folder>.<script> import ...`;
   a path that is no script answers 404, which the loader treats as a folder.
 
-Every request must carry a job token the workspace issued. Objects live in a temporary folder, so a
-50 MB import costs no memory here; bytes read and written are counted for the benchmark.
+A missing object answers 404 (the S3 "NoSuchKey" status; the real server's own code is not public).
+With a `Chaos` on the workspace, every request is an event it may answer with a 500 or use to kill
+the running job (workbench/chaos.py). Every request must carry a job token the workspace issued.
+Objects live in a temporary folder; bytes read and written, and requests, are counted for the
+benchmark.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ class WindmillStorage:
         self.folder = Path(tempfile.mkdtemp(prefix="windmill-storage-"))
         self.bytes_written = 0
         self.bytes_read = 0
+        self.requests = 0  # object reads, writes and deletes
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self.server.daemon_threads = True
@@ -72,6 +80,14 @@ class WindmillStorage:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
 
+    def objects(self, prefix: str = "") -> dict[str, int]:
+        """Every object under `prefix`, with its size in bytes."""
+        return {
+            path.relative_to(self.folder).as_posix(): path.stat().st_size
+            for path in self.folder.rglob("*")
+            if path.is_file() and path.relative_to(self.folder).as_posix().startswith(prefix)
+        }
+
     def get(self, key: str) -> bytes:
         path = self.path_of(key)
         assert path is not None, f"not a storage key: {key!r}"
@@ -101,6 +117,21 @@ class _Handler(BaseHTTPRequestHandler):
         query = {k: v[0] for k, v in parse_qs(url.query).items()}
         return unquote(url.path.removeprefix(prefix)), query
 
+    def _fault(self, what: str) -> bool:
+        """With a Chaos: answer 500 when it says so (True), else note the request as an event."""
+        chaos = self.storage.workspace.chaos
+        if chaos is None:
+            return False
+        if chaos.storage_error(what):
+            self._answer(500, b"Internal Server Error (a fault played by the workbench)")
+            return True
+        return False
+
+    def _event(self, what: str) -> None:
+        chaos = self.storage.workspace.chaos
+        if chaos is not None:
+            chaos.event(what)
+
     def do_POST(self) -> None:
         routed = self._route()
         if routed is None:
@@ -114,15 +145,35 @@ class _Handler(BaseHTTPRequestHandler):
         if path is None:
             self._answer(400, b"invalid file_key")
             return
+        data = b"".join(self._body_chunks())
+        if self._fault(f"storage POST {key}"):
+            return
         path.parent.mkdir(parents=True, exist_ok=True)
-        written = 0
-        with path.open("wb") as out:
-            for chunk in self._body_chunks():
-                out.write(chunk)
-                written += len(chunk)
+        partial = path.with_name(path.name + ".partial")
+        partial.write_bytes(data)
+        partial.replace(path)  # a reader sees the old object or the new one, never half of one
         with self.storage.lock:
-            self.storage.bytes_written += written
+            self.storage.bytes_written += len(data)
+            self.storage.requests += 1
+        self._event(f"storage POST {key}")
         self._answer(200, json.dumps({"file_key": key}).encode(), "application/json")
+
+    def do_DELETE(self) -> None:
+        routed = self._route()
+        if routed is None:
+            return
+        route, query = routed
+        path = self.storage.path_of(query.get("file_key", ""))
+        if route != "job_helpers/delete_s3_file" or path is None:
+            self._answer(404, b"Not found")
+            return
+        if self._fault(f"storage DELETE {query['file_key']}"):
+            return
+        path.unlink(missing_ok=True)
+        with self.storage.lock:
+            self.storage.requests += 1
+        self._event(f"storage DELETE {query['file_key']}")
+        self._answer(200, b"")
 
     def do_GET(self) -> None:
         routed = self._route()
@@ -136,23 +187,35 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 self._answer(200, script.read_bytes(), "text/plain")
             return
+        if route.startswith("jobs_u/get/"):
+            running = self.storage.workspace.flow_runs.get(route.removeprefix("jobs_u/get/"))
+            if running is None:
+                self._answer(404, b"Job not found")
+            else:
+                job = {"type": "QueuedJob", "running": True} if running else {"type": "CompletedJob", "success": True}
+                self._answer(200, json.dumps(job).encode(), "application/json")
+            return
         if route != "job_helpers/download_s3_file":
             self._answer(404, b"Not found")
             return
-        path = self.storage.path_of(query.get("file_key", ""))
+        key = query.get("file_key", "")
+        path = self.storage.path_of(key)
+        if self._fault(f"storage GET {key}"):
+            return
         if path is None or not path.is_file():
             self._answer(404, b"file not found in the workspace storage")
             return
-        size = path.stat().st_size
+        data = path.read_bytes()
+        with self.storage.lock:
+            self.storage.bytes_read += len(data)
+            self.storage.requests += 1
+        self._event(f"storage GET {key}")
         self.send_response(200)
         self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Content-Length", str(size))
+        self.send_header("Content-Length", str(len(data)))
         self.end_headers()
-        with path.open("rb") as source:
-            while chunk := source.read(_CHUNK):
-                self.wfile.write(chunk)
-        with self.storage.lock:
-            self.storage.bytes_read += size
+        for start in range(0, len(data), _CHUNK):
+            self.wfile.write(data[start : start + _CHUNK])
 
     def _body_chunks(self) -> Any:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from workbench.chaos import Chaos, FlowCancelled
 from workbench.workspace import CLOUD_JOB_TIMEOUT, CLOUD_SCRIPT_RESULT_BYTES, TOO_LARGE, InterpolationError, Workspace
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -226,7 +227,15 @@ def run_job(
         if workspace.base_url:
             env.update({"BASE_INTERNAL_URL": workspace.base_url, "WM_BASE_URL": workspace.base_url})
         try:
-            exit_code, logs = _run_streaming([sys.executable, "-u", "-m", "wrapper"], job_dir, env, timeout, on_log)
+            while True:  # a job killed for a zombie restart runs again from the start, as Windmill's monitor does
+                command = [sys.executable, "-u", "-m", "wrapper"]
+                exit_code, logs, ended = _run_streaming(command, job_dir, env, timeout, on_log, workspace.chaos)
+                if ended == "cancel":
+                    raise FlowCancelled(f"the flow run was cancelled while {workspace_path} ran")
+                if ended != "restart":
+                    break
+                if on_log:
+                    on_log("(the worker stopped answering: Windmill runs this job again from the start)")
         except subprocess.TimeoutExpired:
             message = f"job process terminated due to timeout: it ran past {timeout:g} s"
             return _failed(workspace, given, {"message": message, "name": "ExecutionErr"})
@@ -240,14 +249,22 @@ def run_job(
 
 
 def _run_streaming(
-    command: list[str], cwd: str, env: dict[str, str], timeout: float, on_log: Callable[[str], None] | None
-) -> tuple[int, str]:
+    command: list[str],
+    cwd: str,
+    env: dict[str, str],
+    timeout: float,
+    on_log: Callable[[str], None] | None,
+    chaos: Chaos | None = None,
+) -> tuple[int, str, str]:
     """Run the job's process; its stdout and stderr merged line by line as they come, as the worker
-    reads them into the job's log (handle_child.rs), each line also given to `on_log` at once."""
+    reads them into the job's log (handle_child.rs), each line also given to `on_log` at once. The
+    last value says whether a fault ended it ("restart", "cancel") or nothing did ("")."""
     lines: list[str] = []
     with subprocess.Popen(
         command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
     ) as process:
+        if chaos:
+            chaos.started(process)
         killed = threading.Event()
 
         def kill() -> None:
@@ -265,9 +282,10 @@ def _run_streaming(
             process.wait()
         finally:
             timer.cancel()
+            ended = chaos.ended(process) if chaos else ""
         if killed.is_set():
             raise subprocess.TimeoutExpired(command, timeout)
-    return process.returncode, "".join(lines)
+    return process.returncode, "".join(lines), ended
 
 
 def _failed(workspace: Workspace, args: Any, error: dict[str, Any], logs: str = "") -> JobResult:

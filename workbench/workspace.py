@@ -28,6 +28,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from workbench.chaos import Chaos
+
 # windmill-worker common.rs RE_RES_VAR: only an argument whose JSON text holds one is walked.
 _MARKER = re.compile(r"\$(?:var|jsonvar|res|encrypted)\:|\"\$interpolate\"")
 MAX_OBJECT_DEPTH = 50
@@ -62,6 +64,8 @@ class Workspace:
     python_jobs: int = 0
     peak_kb: dict[str, int] = field(default_factory=dict)  # the largest peak memory of each script, by path
     tokens: set[str] = field(default_factory=set)
+    flow_runs: dict[str, bool] = field(default_factory=dict)  # root flow job id -> still running
+    chaos: Chaos | None = None  # the faults to play (workbench/chaos.py)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def new_token(self) -> str:

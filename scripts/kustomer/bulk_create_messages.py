@@ -66,11 +66,16 @@ class kustomer(TypedDict):
 
 def main(auth: kustomer, body: list[dict]) -> Any:  # type: ignore[type-arg]  # Windmill's form needs a bare `dict`
     """Record `body`, a list of 1 to 100 Kustomer message objects, and return Kustomer's bulk operation."""
+    return send_bulk(auth, body)
+
+
+def send_bulk(auth: kustomer, body: list[dict[str, Any]], deadline: float = math.inf) -> Any:
+    """For the import flow: `main`, with no attempt or wait running past `deadline` (on POLICY's clock)."""
     body, problems = _given_body(body)
     problems = problems or _size_problems(body, "body") or _bulk_problems(body)
     _raise_if_invalid(_auth_problems(auth) + (problems or _token_problems(body, "body")))
     bulk = _Endpoint("POST", "/v1/messages/bulk", MESSAGE_WRITE_ROLE, IDS_NOT_FOUND)
-    return _call_kustomer(auth, bulk, body, _check_before_rerun(body))
+    return _call_kustomer(auth, bulk, body, _check_before_rerun(body), deadline)
 
 
 MESSAGE_WRITE_ROLE = "org.permission.message.create (or the legacy org.user.message.write)"

@@ -121,6 +121,27 @@ def _found_by_external_id(
     raise KustomerOutcomeUnknownError(f"{unknown} {more}", unknown.status)
 
 
+def message_id_by_external_id(
+    auth: kustomer, external_id: str, conversation: str | None = None, deadline: float = math.inf
+) -> str | None:
+    """For the import flow: Kustomer's id of the message with this externalId (in `conversation` when
+    given), or None when Kustomer has no such message now. A GET, safe to repeat; any other failure
+    raises the KustomerError it met. `deadline` is on POLICY's clock."""
+    lookup = _Endpoint("GET", "/v1/messages/externalid=" + quote(external_id, safe=""), MESSAGE_READ_ROLE, "")
+    try:
+        found = _call_kustomer(auth, lookup, deadline=deadline)
+    except KustomerAPIError as exc:
+        if exc.status == 404:
+            return None
+        raise
+    if _not_this_message(found, external_id, conversation):
+        return None
+    data = found.get("data")
+    data = data[0] if isinstance(data, list) else data
+    message_id = data.get("id") if isinstance(data, dict) else None
+    return _clean(message_id, auth["apiKey"].strip(), 64) if isinstance(message_id, str) else None
+
+
 def _not_this_message(found: Any, external_id: str, conversation: Any) -> str:
     """What is wrong with a lookup's answer as proof; empty when it is the message that was sent."""
     data = found.get("data") if isinstance(found, dict) else None

@@ -86,6 +86,15 @@ def main(
     return watch.wait(_first_look_delay(submitted_at))
 
 
+def read_outcomes(auth: kustomer, bulk_id: str, expected_items: int, deadline: float = math.inf) -> dict[str, Any] | None:
+    """For the import flow: one look at the operation, without waiting: each message's outcome as `main`
+    returns them once it is complete, or None while it is not. Its requests end by `deadline` (POLICY's clock)."""
+    _raise_if_invalid(_auth_problems(auth) + _watch_problems(bulk_id, expected_items, "", 0, 0.0))
+    watch = _BulkWatch(auth, bulk_id.strip().lower(), expected_items, 0.0, 0.0)
+    watch.deadline = min(watch.deadline, deadline)
+    return watch.look()
+
+
 FIRST_LOOK_AFTER = 5.0  # seconds after submission: most operations are done by then, so one read confirms
 READ_TIME = 60.0  # seconds past max_wait_seconds the job may take to finish its last look (one attempt's bound)
 BULK_READ_ROLE = "org.permission.bulk.read (or the legacy org.user.bulk.read)"

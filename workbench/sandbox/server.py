@@ -7,6 +7,7 @@ import re
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -28,6 +29,9 @@ class Sandbox:
         self, host: str = "127.0.0.1", port: int = 0, ssl_context: ssl.SSLContext | None = None, **switches: Any
     ) -> None:
         self.state = KustomerState()
+        self.on_applied: Callable[[dict[str, Any]], None] | None = (
+            None  # called once a request is applied, before its answer
+        )
         self.configure(**switches)
         self.stopping = threading.Event()
         self.server = _Server((host, port), Handler)
@@ -186,6 +190,9 @@ class Handler(BaseHTTPRequestHandler):
             self.answer(record, 429, kustomer_errors(429, "rate_limited", "rate limit exceeded"), limit_headers)
             return
         status, body = self.kustomer_answer(record)
+        hook = self.server.sandbox.on_applied
+        if hook is not None:
+            hook(record)
         self.answer(record, status, body, limit_headers)
 
     def kustomer_answer(self, record: dict[str, Any]) -> tuple[int, Any]:

@@ -3,34 +3,47 @@
 # requires-python = ">=3.11"
 # dependencies = ["httpx==0.28.1", "wmill==1.850.0"]  # pinned as in uv.lock
 # ///
-"""Step 1 of import_messages: read every message once, check each, and cut them into batches in the
-workspace storage, before anything is sent.
+"""Step 1 of import_messages: find the import this input belongs to, check every message once, and
+cut them into batches in the workspace storage, before anything is sent.
 
-The messages come as JSON text (`messages`, inline; the flow passes `JSON.stringify(flow_input.messages)`
-so Windmill's worker never rewrites a `$var:` or `$WM_TOKEN` inside them) or as a file of the
-workspace storage (`messages_file`: JSON Lines, or one JSON array), read as a stream. Every message is
-checked with bulk_create_messages' own rules (imported from the deployed script, so the check and the
-send cannot drift), gets a `_clientRef` from its position when it has none, and goes into a batch of at
-most 100 messages and 900 KB, written to `kustomer_import/<run>/batch-<n>.json` (a default
-`_clientRef` is not stored: each reader of a batch puts it back, `tagged`). The result is small
-whatever the import's size: the batch numbers the loops iterate over, and counts.
+An import is named by its input and its org, not by the flow run: the same messages (the same file
+content, or the same inline messages) sent to the same Kustomer org (and the same `import_label`)
+are one import, kept in `kustomer_import/<id>/` of the workspace storage. Running the flow again
+continues it: the batches are cut once (the manifest, written last, says they are all there), and
+the loop's jobs send only the batches never attempted. A new `import_label` starts a new import.
 
-An invalid message stops the import here, nothing sent, with every invalid position in
-`invalid_file` (the first ones in the error); with `skip_invalid` the valid ones go on and the others
-are reported as not sent. With `dry_run` nothing is sent and the result says what the import would take.
+One flow run works on an import at a time: the run takes the import's lease, and a second run refuses
+while the lease's run is still running in Windmill (a finished or cancelled run leaves it free). The
+storage has no atomic claim, so the run writes the lease, waits CLAIM_SETTLE seconds and reads it back:
+two runs racing both see the later one's name and only that one goes on, unless one run's write
+lands more than CLAIM_SETTLE seconds after its own read.
+
+Messages come as JSON text (`messages`, inline; the flow passes `JSON.stringify(flow_input.messages)`
+so the worker never rewrites a `$var:` or `$WM_TOKEN` inside them) or as a file of the workspace
+storage (`messages_file`: JSON Lines, or one JSON array), copied once to a local file while its digest
+is taken. Every message is checked with bulk_create_messages' own rules (imported from the deployed
+script, so the check and the send cannot drift) and gets a `_clientRef` from its position when it has
+none. An invalid message stops the import before anything is written, with every invalid position in
+`invalid_file`; with `skip_invalid` the valid ones go on. `dry_run` checks and plans, and writes nothing.
+
+The result stays small whatever the import's size: the import's id, the groups of batches the loop
+iterates over (each a job: see `group_size`), and counts.
 """
 
+import base64
 import codecs
+import contextlib
 import itertools
 import json
 import os
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from hashlib import blake2b
+from hashlib import blake2b, sha256
 from typing import Any
 
+import httpx
 import wmill
 from f.kustomer import bulk_create_messages as kustomer
 
@@ -38,8 +51,18 @@ MAX_INLINE_BYTES = 2_000_000  # Windmill copies the flow input into every loop i
 MAX_BATCH_ITEMS = kustomer.MAX_BULK_ITEMS  # Kustomer's bulk limit, as the script has it
 MAX_BATCH_BYTES = 900_000  # under the scripts' 1 MB body limit, whatever the texts
 MAX_MESSAGE_BYTES = kustomer.MAX_BODY_BYTES  # a message that alone is over the script's body limit
+MAX_LABEL = 200
 SHOWN = 20  # invalid positions in the error's message; invalid_file has them all
-UPLOADS = 4  # batch objects written at once
+UPLOADS = 4  # objects written at once
+CLAIM_SETTLE = 2.0  # seconds between writing the lease and reading it back
+
+# How many batches one job of the loop takes: its planned requests (a send and a confirmation read a
+# batch) fit in JOB_PLAN_SECONDS at the asked pace, so a job stays well inside Cloud's 900 s; the job
+# itself starts no send after SEND_UNTIL and ends its requests by END_BY (send_group.inline_script.py).
+JOB_PLAN_SECONDS = 600
+REQUESTS_PER_BATCH = 2
+MAX_GROUP = 500  # batches: 50,000 messages a job at most
+UNPACED_PLAN = 300  # requests a minute an unpaced import is planned at: Kustomer's smallest plan
 
 
 class ImportInputError(Exception):
@@ -50,104 +73,90 @@ class ImportInputError(Exception):
         self.__dict__.update(details)
 
 
+class ImportBusyError(Exception):
+    """Another flow run works on this import now; nothing was sent by this one."""
+
+
 def main(
+    auth: dict,  # type: ignore[type-arg]  # the kustomer resource: its org is part of the import's name
     messages: str = "[]",
     messages_file: dict | None = None,  # type: ignore[type-arg]  # an S3 object: {"s3": key, "storage"?: name}
+    import_label: str = "",
     skip_invalid: bool = False,
     dry_run: bool = False,
     max_requests_per_minute: int = 0,
-    parallelism: int = 4,
 ) -> dict[str, Any]:
     started = time.monotonic()
-    _check_inputs(max_requests_per_minute, skip_invalid, dry_run, messages_file)
-    source = _source(messages, messages_file)
-    run = os.environ.get("WM_ROOT_FLOW_JOB_ID") or os.environ.get("WM_JOB_ID") or "local"
-    prefix = f"kustomer_import/{run}"
-    counts = {"messages": 0, "valid": 0, "invalid": 0}
-    shown: list[str] = []
-    batches: list[int] = []
-    seen: dict[int, int] = {}  # 8-byte digest of each _clientRef -> its position: about 70 bytes a message
-    with tempfile.NamedTemporaryFile() as invalid, ThreadPoolExecutor(UPLOADS) as uploads:
-        pending: list[Any] = []
-        batch: dict[str, list[Any]] = {"positions": [], "messages": []}
-        size = 0
-
-        def flush() -> None:
-            nonlocal batch, size
-            number = len(batches)
-            batches.append(number)
-            if not dry_run:
-                data = json.dumps(batch, separators=(",", ":")).encode()
-                pending.append(uploads.submit(wmill.write_s3_file, {"s3": f"{prefix}/batch-{number}.json"}, data))
-                while len(pending) > 2 * UPLOADS:  # bounded memory: a few batches in flight
-                    pending.pop(0).result()
-            batch, size = {"positions": [], "messages": []}, 0
-
-        for position, message, problems in _checked(source(), seen):
-            counts["messages"] += 1
-            if problems:
-                counts["invalid"] += 1
-                line = {"position": position, "problems": problems, "message": message}
-                invalid.write(json.dumps(line, separators=(",", ":")).encode() + b"\n")
-                shown.extend(problems[: max(0, SHOWN - len(shown))])
-                continue
-            counts["valid"] += 1
-            encoded = len(json.dumps(message, separators=(",", ":")).encode()) + 1
-            if batch["messages"] and (len(batch["messages"]) == MAX_BATCH_ITEMS or size + encoded > MAX_BATCH_BYTES):
-                flush()
-            if message.get("_clientRef") == f"position-{position}":  # the default: the readers put it back
-                message = {k: v for k, v in message.items() if k != "_clientRef"}
-            batch["positions"].append(position)
-            batch["messages"].append(message)
-            size += encoded
-        if batch["messages"]:
-            flush()
-        for upload in pending:
-            upload.result()
-        invalid_file = None
-        if counts["invalid"]:
-            invalid_file = _write(f"{prefix}/invalid.jsonl", invalid)
-    if not counts["messages"]:
-        raise ImportInputError("No messages: messages (inline) and messages_file are both empty. Nothing was sent.")
-    if counts["invalid"] and not skip_invalid:
-        more = (
-            f"\n- ... invalid_file in this error's extra lists all {counts['invalid']}" if len(shown) == SHOWN else ""
-        )
-        raise ImportInputError(
-            f"{counts['invalid']} of {counts['messages']} messages are invalid; nothing was sent. Fix them, or run "
-            "with skip_invalid to send the valid ones and report the others as not sent:\n"
-            + "\n".join(f"- {p}" for p in shown)
-            + more,
-            counts=counts,
-            invalid_file=invalid_file,
-        )
-    requests = 2 * len(batches)  # one send and one confirmation read per batch
-    minutes = requests / max_requests_per_minute if max_requests_per_minute else None
-    print(
-        f"Checked {counts['messages']} messages in {time.monotonic() - started:.1f} s: {counts['valid']} valid in "
-        f"{len(batches)} batches, {counts['invalid']} invalid{' (skipped)' if counts['invalid'] else ''}."
-    )
-    plan: dict[str, Any] = {
-        "batches": len(batches),
-        "requests": requests,
-        "max_requests_per_minute": max_requests_per_minute,
-    }
-    if minutes is not None:
-        plan["minutes"] = round(minutes, 1)
+    _check_inputs(auth, import_label, max_requests_per_minute, skip_invalid, dry_run, messages_file)
+    with tempfile.TemporaryDirectory(prefix="kustomer-import-") as folder:
+        source, digest = _spooled(messages, messages_file, folder)
+        import_id = blake2b(
+            b"\0".join([b"kustomer-import/1", _org(auth), import_label.encode(), digest]), digest_size=16
+        ).hexdigest()
+        run = os.environ.get("WM_ROOT_FLOW_JOB_ID") or os.environ.get("WM_JOB_ID") or "local"
+        if dry_run:
+            return _dry_run(source, folder, max_requests_per_minute)
+        _claim(import_id, run)
+        manifest = load_json(f"{import_folder(import_id)}/manifest.json")
+        if manifest is None:
+            manifest = _cut(
+                source, folder, import_id, skip_invalid, inline=messages_file is None or not messages_file.get("s3")
+            )
+            print(
+                f"Checked {manifest['counts']['messages']} messages in {time.monotonic() - started:.1f} s: "
+                f"{manifest['counts']['valid']} valid, in {_plural(manifest['batches'], 'batch', 'batches')}, "
+                f"{manifest['counts']['invalid']} invalid{' (skipped)' if manifest['counts']['invalid'] else ''}."
+            )
+        elif manifest.get("finished"):
+            print(f"Import {import_id} is finished: nothing to send; the report is the one it ended with.")
+        else:
+            print(f"Import {import_id} was started before: going on with its {manifest['batches']} batches.")
+    batches = 0 if manifest.get("finished") else manifest["batches"]
+    size = group_size(max_requests_per_minute)
+    groups = [[first, min(first + size, batches)] for first in range(0, batches, size)]
     return {
-        "run": prefix,
-        "batches": [] if dry_run else batches,
-        "counts": counts,
-        "invalid_file": invalid_file,
-        "inline": messages_file is None or not messages_file.get("s3"),
-        "dry_run": plan if dry_run else None,
-        "plan": plan,
+        "import_id": import_id,
+        "groups": groups,
+        "batches": manifest["batches"],
+        "counts": manifest["counts"],
+        "invalid_file": manifest.get("invalid_file"),
+        "inline": manifest["inline"],
+        "dry_run": None,
+        "plan": _plan(manifest["batches"], max_requests_per_minute, len(groups)),
     }
 
 
-def _check_inputs(per_minute: Any, skip_invalid: Any, dry_run: Any, file: Any) -> None:
+def group_size(per_minute: int) -> int:
+    """Batches a job takes: as many as its planned requests fit in JOB_PLAN_SECONDS at the pace asked
+    (an unpaced import is planned at Kustomer's smallest plan), between 1 and MAX_GROUP. At 1 request a
+    minute that is 5 batches: 10 requests, 10 minutes."""
+    rate = per_minute or UNPACED_PLAN
+    return max(1, min(MAX_GROUP, int(JOB_PLAN_SECONDS * rate / 60 / REQUESTS_PER_BATCH)))
+
+
+def _plan(batches: int, per_minute: int, groups: int) -> dict[str, Any]:
+    plan: dict[str, Any] = {
+        "batches": batches,
+        "requests": REQUESTS_PER_BATCH * batches,
+        "max_requests_per_minute": per_minute,
+        "jobs": groups,
+    }
+    if per_minute:
+        plan["minutes"] = round(REQUESTS_PER_BATCH * batches / per_minute, 1)
+    return plan
+
+
+def _plural(count: int, one: str, many: str) -> str:
+    return f"{count} {one if count == 1 else many}"
+
+
+def _check_inputs(auth: Any, label: Any, per_minute: Any, skip_invalid: Any, dry_run: Any, file: Any) -> None:
     """The flow's inputs of the wrong type, each named, before anything is read or sent."""
     problems = []
+    if not isinstance(auth, dict) or not isinstance(auth.get("apiKey"), str) or not auth["apiKey"].strip():
+        problems.append("auth: must be a kustomer resource with its apiKey (not shown)")
+    if not isinstance(label, str) or len(label) > MAX_LABEL:
+        problems.append(f"import_label: must be text of at most {MAX_LABEL} characters, got {label!r:.40}")
     if isinstance(per_minute, bool) or not isinstance(per_minute, int) or per_minute < 0:
         problems.append(f"max_requests_per_minute: must be a whole number, 0 or more, got {per_minute!r:.40}")
     for name, value in (("skip_invalid", skip_invalid), ("dry_run", dry_run)):
@@ -161,33 +170,201 @@ def _check_inputs(per_minute: Any, skip_invalid: Any, dry_run: Any, file: Any) -
         )
 
 
-def _source(text: str, file: dict[str, Any] | None) -> Any:
-    """Where the messages come from: exactly one of the two inputs."""
+def _org(auth: dict[str, Any]) -> bytes:
+    """What names the org in the import's id: the `org` claim of the key when it is a JWT (Kustomer's
+    keys are), else a digest of the key and the host. Neither shows in the id, a digest of them all."""
+    key = auth["apiKey"].strip()
+    with contextlib.suppress(Exception):
+        payload = key.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        org = claims.get("org") or claims.get("orgId")
+        if isinstance(org, str) and org:
+            return b"org:" + org.encode()
+    host = (auth.get("baseUrl") or "").strip().rstrip("/").lower()
+    return b"key:" + blake2b(key.encode() + b"\0" + host.encode(), digest_size=16).digest()
+
+
+def _spooled(text: str, file: dict[str, Any] | None, folder: str) -> tuple[Callable[[], Iterator[Any]], bytes]:
+    """Where the messages come from (exactly one of the two inputs), as a source to read them from more
+    than once, and the digest of their bytes. A file is copied to `folder` once, as it is read."""
     has_file = isinstance(file, dict) and bool(file.get("s3"))
     has_inline = isinstance(text, str) and text.strip() not in ("", "[]", "null")
     if has_file and has_inline:
         raise ImportInputError("Give the messages inline (messages) or as a file (messages_file), not both.")
     if has_inline:
-        size = len(text.encode())
-        if size > MAX_INLINE_BYTES:
+        data = text.encode()
+        if len(data) > MAX_INLINE_BYTES:
             raise ImportInputError(
-                f"The inline messages are {size / 1e6:.1f} MB of JSON, over the 2 MB that an inline import takes "
-                "(Windmill copies the flow's input into every loop iteration): upload them as a JSON Lines file and "
-                "give it as messages_file. Nothing was sent."
+                f"The inline messages are {len(data) / 1e6:.1f} MB of JSON, over the 2 MB that an inline import "
+                "takes (Windmill copies the flow's input into every loop iteration): upload them as a JSON Lines "
+                "file and give it as messages_file. Nothing was sent."
             )
-        return lambda: _array_items(iter([text.encode()]), "messages")
+        return (lambda: _array_items(iter([data]), "messages")), b"inline:" + sha256(data).digest()
     if not has_file:
-        return lambda: iter(())
+        raise ImportInputError("No messages: messages (inline) and messages_file are both empty. Nothing was sent.")
     assert isinstance(file, dict)
+    path = os.path.join(folder, "input")
 
-    def from_storage() -> Iterator[tuple[int, Any, str]]:
-        with wmill.load_s3_file_reader(file) as reader:
+    def copy() -> bytes:
+        digest = sha256()
+        try:
+            with wmill.load_s3_file_reader(file) as reader, open(path, "wb") as out:
+                while chunk := reader.read(1 << 16):
+                    digest.update(chunk)
+                    out.write(chunk)
+        except httpx.HTTPStatusError as error:
+            if error.response.status_code in (400, 404):
+                raise ImportInputError(
+                    f"messages_file: the workspace storage has no file {str(file.get('s3'))[:200]!r} (it answered "
+                    f"{error.response.status_code}). Nothing was sent."
+                ) from None
+            raise
+        return digest.digest()
+
+    digest = _tried(copy, f"read messages_file {str(file.get('s3'))[:200]!r}")
+
+    def from_file() -> Iterator[Any]:
+        with open(path, "rb") as reader:
             chunks = _chunks(reader)
             first = next(chunks, b"")
             rest = itertools.chain([first], chunks)
             yield from _array_items(rest, "messages_file") if first.lstrip()[:1] == b"[" else _lines(rest)
 
-    return from_storage
+    return from_file, b"file:" + digest
+
+
+def _claim(import_id: str, run: str) -> None:
+    """Take the import's lease for this flow run, or refuse while another run still holds it."""
+    key = f"{import_folder(import_id)}/lease.json"
+    lease = load_json(key)
+    if lease and lease.get("run") != run and _still_running(str(lease.get("run"))):
+        raise _busy(import_id, lease)
+    save_json(key, {"run": run, "at": time.time()})
+    time.sleep(CLAIM_SETTLE)
+    lease = load_json(key)
+    if not lease or lease.get("run") != run:
+        raise _busy(import_id, lease or {})
+
+
+def _busy(import_id: str, lease: dict[str, Any]) -> ImportBusyError:
+    since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(lease.get("at") or 0))
+    return ImportBusyError(
+        f"This import ({import_id}) is being run by the flow run {str(lease.get('run'))[:40]}, which took it at "
+        f"{since} and is still running in Windmill. Nothing was sent by this run: wait for that run to end (or "
+        "cancel it), then run again, and this run's work is not lost: it goes on where the other stopped."
+    )
+
+
+def _still_running(job: str) -> bool:
+    """Whether the flow run `job` is queued or running in this workspace; a job Windmill no longer
+    knows (404) is not. Read with the wmill client's own job route (client.py, get_job)."""
+    client = wmill.Windmill()
+
+    def once() -> bool:
+        answer = client.get(f"/w/{client.workspace}/jobs_u/get/{job}", raise_for_status=False)
+        if answer.status_code == 404:
+            return False
+        answer.raise_for_status()
+        found = answer.json()
+        return str(found.get("type", "")).lower() != "completedjob"
+
+    return bool(_tried(once, f"tell whether the flow run {job[:40]} still runs"))
+
+
+def _dry_run(source: Callable[[], Iterator[Any]], folder: str, per_minute: int) -> dict[str, Any]:
+    counts, batches, _ = _checked_batches(source, folder)
+    plan = _plan(batches, per_minute, -(-batches // group_size(per_minute)))
+    return {
+        "import_id": None,
+        "groups": [],
+        "batches": 0,
+        "counts": counts,
+        "invalid_file": None,
+        "inline": True,
+        "dry_run": plan,
+        "plan": plan,
+    }
+
+
+def _checked_batches(source: Callable[[], Iterator[Any]], folder: str) -> tuple[dict[str, int], int, list[str]]:
+    """Check every message and cut the valid ones into batches, written to local files: `batches`
+    (one batch a line), `invalid` (one invalid position a line). Returns counts, batches and the
+    first problems."""
+    counts = {"messages": 0, "valid": 0, "invalid": 0}
+    shown: list[str] = []
+    seen: dict[int, int] = {}  # 8-byte digest of each _clientRef -> its position: about 70 bytes a message
+    number = 0
+    with open(os.path.join(folder, "batches"), "wb") as out, open(os.path.join(folder, "invalid"), "wb") as invalid:
+        batch: dict[str, list[Any]] = {"positions": [], "messages": []}
+        size = 0
+        for position, message, problems in _checked(source(), seen):
+            counts["messages"] += 1
+            if problems:
+                counts["invalid"] += 1
+                line = {"position": position, "problems": problems, "message": message}
+                invalid.write(json.dumps(line, separators=(",", ":")).encode() + b"\n")
+                shown.extend(problems[: max(0, SHOWN - len(shown))])
+                continue
+            counts["valid"] += 1
+            encoded = len(json.dumps(message, separators=(",", ":")).encode()) + 1
+            if batch["messages"] and (len(batch["messages"]) == MAX_BATCH_ITEMS or size + encoded > MAX_BATCH_BYTES):
+                out.write(json.dumps(batch, separators=(",", ":")).encode() + b"\n")
+                number += 1
+                batch, size = {"positions": [], "messages": []}, 0
+            if message.get("_clientRef") == f"position-{position}":  # the default: the readers put it back
+                message = {k: v for k, v in message.items() if k != "_clientRef"}
+            batch["positions"].append(position)
+            batch["messages"].append(message)
+            size += encoded
+        if batch["messages"]:
+            out.write(json.dumps(batch, separators=(",", ":")).encode() + b"\n")
+            number += 1
+    if not counts["messages"]:
+        raise ImportInputError("No messages: the input holds none. Nothing was sent.")
+    return counts, number, shown
+
+
+def _cut(
+    source: Callable[[], Iterator[Any]], folder: str, import_id: str, skip_invalid: bool, inline: bool
+) -> dict[str, Any]:
+    """Check the input and write its batches, each with its state `new`, then the manifest, last: a
+    run killed before it wrote the manifest left no batch that was ever sent, so it is cut again."""
+    counts, batches, shown = _checked_batches(source, folder)
+    invalid_file = None
+    if counts["invalid"]:
+        key = f"{import_folder(import_id)}/invalid.jsonl"
+        _tried(lambda: _upload(key, os.path.join(folder, "invalid")), f"write {key}")
+        invalid_file = {"s3": key}
+    if counts["invalid"] and not skip_invalid:
+        more = (
+            f"\n- ... invalid_file in this error's extra lists all {counts['invalid']}" if len(shown) == SHOWN else ""
+        )
+        raise ImportInputError(
+            f"{counts['invalid']} of {counts['messages']} messages are invalid; nothing was sent. Fix them, or run "
+            "with skip_invalid to send the valid ones and report the others as not sent:\n"
+            + "\n".join(f"- {p}" for p in shown)
+            + more,
+            counts=counts,
+            invalid_file=invalid_file,
+        )
+    with open(os.path.join(folder, "batches"), "rb") as lines, ThreadPoolExecutor(UPLOADS) as uploads:
+        pending: list[Any] = []
+        for number, line in enumerate(lines):
+            pending.append(uploads.submit(save, batch_key(import_id, number), line.rstrip(b"\n")))
+            pending.append(uploads.submit(save_json, state_key(import_id, number), {"state": "new"}))
+            while len(pending) > 4 * UPLOADS:  # bounded memory: a few batches in flight
+                pending.pop(0).result()
+        for upload in pending:
+            upload.result()
+    manifest = {"batches": batches, "counts": counts, "invalid_file": invalid_file, "inline": inline}
+    save_json(f"{import_folder(import_id)}/manifest.json", manifest)
+    return manifest
+
+
+def _upload(key: str, path: str) -> None:
+    """Upload a local file as a stream (wmill takes an open file, read in 50 KB pieces)."""
+    with open(path, "rb") as reader:
+        wmill.write_s3_file({"s3": key}, reader)  # type: ignore[arg-type]
 
 
 def _checked(items: Iterator[tuple[int, Any, str]], seen: dict[int, int]) -> Iterator[tuple[int, Any, list[str]]]:
@@ -304,9 +481,93 @@ def _array_items(chunks: Iterator[bytes], name: str) -> Iterator[tuple[int, Any,
             raise refuse(f"the JSON array has no ',' or ']' after messages[{position - 1}]")
 
 
-def _write(key: str, file: Any) -> dict[str, str]:
-    """Upload a temporary file as a stream (wmill takes an open file, read in 50 KB pieces)."""
-    file.flush()
-    with open(file.name, "rb") as reader:
-        written: dict[str, str] = dict(wmill.write_s3_file({"s3": key}, reader))
-    return {k: v for k, v in written.items() if v is not None}
+# ---- shared part "import_store": the same in every step of import_messages ----
+# Windmill runs each step as one file, so what the steps share is copied, not imported. Edit it in
+# prepare.inline_script.py, then run `uv run python -m workbench.shared_parts`; a test fails on drift.
+#
+# An import is a folder of the workspace storage, named after its input and its org (prepare):
+#   manifest.json       what prepare made of the input; once every outcome is known, the final report
+#   lease.json          the flow run that works on the import now
+#   batch-<n>.json      the messages of batch n (a copy of the input, deleted once its outcome is known)
+#   state-<n>.json      what was done with batch n, written *before* each step that changes Kustomer:
+#                       new, sending (the request may have gone out), accepted (a bulk operation id),
+#                       done (every message's outcome); kept until the import is finished
+#   report.jsonl, retry.jsonl, unknown.jsonl, invalid.jsonl   the report files
+
+STORE_TRIES = 6  # tries of one storage read or write, 0.5 s then doubling between them: about 15 s in all
+
+
+class ImportStorageError(Exception):
+    """The workspace storage kept failing; the import can be run again once it answers."""
+
+
+def import_folder(import_id: str) -> str:
+    return f"kustomer_import/{import_id}"
+
+
+def batch_key(import_id: str, batch: int) -> str:
+    return f"{import_folder(import_id)}/batch-{batch}.json"
+
+
+def state_key(import_id: str, batch: int) -> str:
+    return f"{import_folder(import_id)}/state-{batch}.json"
+
+
+def load(key: str) -> bytes | None:
+    """An object of the workspace storage, or None when there is none (the storage answers 404). Any
+    other failure is tried again: a read changes nothing."""
+
+    def once() -> bytes | None:
+        try:
+            with wmill.load_s3_file_reader({"s3": key}) as reader:
+                data: bytes = reader.read()
+                return data
+        except httpx.HTTPStatusError as error:
+            if error.response.status_code == 404:
+                return None
+            raise
+
+    return _tried(once, f"read {key}")
+
+
+def load_json(key: str) -> Any:
+    data = load(key)
+    return None if data is None else json.loads(data)
+
+
+def save(key: str, data: bytes) -> None:
+    """Write an object whole; tried again on failure, which is safe: the same bytes under the same key."""
+    _tried(lambda: wmill.write_s3_file({"s3": key}, data), f"write {key}")
+
+
+def save_json(key: str, value: Any) -> None:
+    save(key, json.dumps(value, separators=(",", ":")).encode())
+
+
+def delete(key: str) -> None:
+    _tried(lambda: wmill.delete_s3_object({"s3": key}), f"delete {key}")
+
+
+def _tried(call: Callable[[], Any], what: str) -> Any:
+    for attempt in range(STORE_TRIES):
+        try:
+            return call()
+        except Exception as error:
+            if attempt == STORE_TRIES - 1:
+                raise ImportStorageError(
+                    f"The workspace storage failed {STORE_TRIES} times to {what} ({type(error).__name__}). What was "
+                    "done so far is kept: run the import again once the storage answers, and it goes on from there."
+                ) from None
+            time.sleep(0.5 * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+def tagged(positions: list[int], messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A batch's messages as sent: each with its `_clientRef`, `position-<i>` when it was given none."""
+    return [
+        m if "_clientRef" in m else {**m, "_clientRef": f"position-{p}"}
+        for p, m in zip(positions, messages, strict=True)
+    ]
+
+
+# ---- end of shared part "import_store" ----

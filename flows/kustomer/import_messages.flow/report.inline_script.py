@@ -3,37 +3,44 @@
 # requires-python = ">=3.11"
 # dependencies = ["httpx==0.28.1", "wmill==1.850.0"]  # pinned as in uv.lock
 # ///
-"""Step 4 of import_messages: what became of every message of the input, by its position.
+"""Step 3 of import_messages: what became of every message of the input, by its position, from what
+the workspace storage holds: every run's work, whichever run did it. It sends nothing to Kustomer,
+so when it fails (the storage kept failing) running the import again rebuilds the same report.
 
-It reads each batch's outcome lines and writes three files to the workspace storage, streamed, so the
-report fits Windmill's result limit at any size:
+It writes three files to the import's folder of the workspace storage, streamed, so the report fits
+Windmill's result limit at any size:
 
 - `report_file`: JSON Lines, one line per input position (its `_clientRef`, `externalId` when given,
-  `outcome`, Kustomer's message id when created, why and what to check otherwise);
-- `retry_file`: JSON Lines of every message safe to send again (`failed`, `not_sent`: none of them was
-  created), each with its `_clientRef`: give it back as `messages_file` to resume;
-- `unknown_file`, when any: the messages that may or may not exist, never in `retry_file`.
+  `outcome`, Kustomer's message id when created, why and what to do otherwise);
+- `retry_file`: JSON Lines of every message known not to exist (`failed`, `not_sent`), each with its
+  `_clientRef`: fix what the reasons say, then give it as `messages_file` to a new run (an import of
+  its own); never a message that may exist;
+- `unknown_file`, when any: the messages that may or may not exist, with what to check.
 
-The result holds `counts`, the first 100 positions not created, and those files; an inline import also
-gets `retry` inline when it is small. When anything was not created the step fails (the flow shows
-red) and the report travels in the error's `extra`.
+Messages never attempted (`pending`: the run stopped, or a job's time ran out) and operations not
+read yet are sent or read by the next run of the same import. Once every batch's outcome is known the
+import is finished: its report is kept in the manifest, and its copies of the input and the states are
+deleted; running it again sends nothing and answers the same report. When anything was not created
+the step fails (the flow shows red) and the report travels in the error's `extra`.
 """
 
 import json
 import tempfile
 import time
-from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import httpx
 import wmill
 
-OUTCOMES = ("created", "failed", "unknown", "not_sent")
+OUTCOMES = ("created", "failed", "unknown", "not_sent", "pending")
 FIRST = 100  # positions not created, in the result; report_file has them all
 SHOWN = 20  # runs of positions in the error's message
 MAX_INLINE_RETRY = 500_000  # bytes of `retry` kept in the result of an inline import
-READERS = 8  # outcome files read at once
+READERS = 8  # states read at once
+PENDING = "not sent yet: the run stopped before it"
+PENDING_CHECK = "run the import again: it sends what was never sent"
 
 
 class ImportIncompleteError(Exception):
@@ -48,18 +55,38 @@ def main(prepared: dict) -> dict[str, Any]:  # type: ignore[type-arg]  # the res
     if prepared.get("dry_run"):
         return {"dry_run": prepared["dry_run"], "counts": prepared["counts"], "invalid_file": prepared["invalid_file"]}
     started = time.monotonic()
-    run, batches = prepared["run"], prepared["batches"]
+    import_id = prepared["import_id"]
+    folder = import_folder(import_id)
+    manifest = load_json(f"{folder}/manifest.json")
+    if manifest is None:
+        raise ImportStorageError(f"The import's manifest ({folder}/manifest.json) is gone; run the import again.")
+    if manifest.get("finished"):
+        report = manifest["finished"]
+        print(f"Import {import_id} is finished: this is its report, as it ended.")
+    else:
+        report = _report(import_id, manifest)
+        print(f"Wrote the report of {report['counts']['messages']} positions in {time.monotonic() - started:.1f} s.")
+    if report["counts"]["created"] < report["counts"]["messages"]:
+        raise ImportIncompleteError(report["summary"], report)
+    return report
+
+
+def _report(import_id: str, manifest: dict[str, Any]) -> dict[str, Any]:
+    folder = import_folder(import_id)
     counts = dict.fromkeys(OUTCOMES, 0)
     not_created: list[dict[str, Any]] = []
-    runs: list[list[dict[str, Any]]] = []
-    retry_inline: list[Any] | None = [] if prepared.get("inline") else None
+    runs = _Runs()
+    retry_inline: list[Any] | None = [] if manifest.get("inline") else None
     retry_bytes = 0
+    done: list[tuple[int, bool]] = []  # each batch whose outcome is known, and whether retry_file holds some of it
     with (
         tempfile.NamedTemporaryFile() as report_file,
         tempfile.NamedTemporaryFile() as retry_file,
         tempfile.NamedTemporaryFile() as unknown_file,
     ):
-        for entries, messages in _outcomes(run, batches, prepared.get("invalid_file")):
+        for batch, state, entries, messages in _outcomes(import_id, manifest):
+            if state == "done":
+                done.append((batch, bool(messages)))
             for entry in entries:
                 counts[entry["outcome"]] += 1
                 line = json.dumps(entry, separators=(",", ":")).encode() + b"\n"
@@ -68,10 +95,10 @@ def main(prepared: dict) -> dict[str, Any]:  # type: ignore[type-arg]  # the res
                     continue
                 if len(not_created) < FIRST:
                     not_created.append(entry)
-                _add_to_runs(runs, entry)
+                runs.add(entry)
                 if entry["outcome"] == "unknown":
                     unknown_file.write(line)
-                else:
+                elif entry["outcome"] in ("failed", "not_sent"):
                     message = messages[entry["position"]]
                     retry_file.write(json.dumps(message, separators=(",", ":")).encode() + b"\n")
                     if retry_inline is not None and retry_bytes <= MAX_INLINE_RETRY:
@@ -79,126 +106,307 @@ def main(prepared: dict) -> dict[str, Any]:  # type: ignore[type-arg]  # the res
                         retry_inline.append(message)
         total = sum(counts.values())
         report: dict[str, Any] = {"counts": {"messages": total, **counts}, "not_created": not_created}
-        report["report_file"] = _write(f"{run}/report.jsonl", report_file)
+        report["report_file"] = _upload(f"{folder}/report.jsonl", report_file)
         if counts["failed"] or counts["not_sent"]:
-            report["retry_file"] = _write(f"{run}/retry.jsonl", retry_file)
+            report["retry_file"] = _upload(f"{folder}/retry.jsonl", retry_file)
             if retry_inline is not None and retry_bytes <= MAX_INLINE_RETRY:
                 report["retry"] = retry_inline
         if counts["unknown"]:
-            report["unknown_file"] = _write(f"{run}/unknown.jsonl", unknown_file)
-    print(f"Wrote the report of {total} positions in {time.monotonic() - started:.1f} s.")
-    if counts["created"] < total:
-        raise ImportIncompleteError(_explain(report, runs), report)
+            report["unknown_file"] = _upload(f"{folder}/unknown.jsonl", unknown_file)
+    report["import_id"] = import_id
+    report["summary"] = _explain(report, runs)
+    finished = len(done) == manifest["batches"]  # no later run can learn more
+    if finished:
+        save_json(f"{folder}/manifest.json", {**manifest, "finished": report})
+        print(f"Import {import_id} is finished: its copies of the input and its states are deleted.")
+    _tidy(import_id, [b for b, kept in done if finished or not kept], finished)
     return report
 
 
-def _outcomes(run: str, batches: list[int], invalid_file: Any) -> Iterator[tuple[list[dict[str, Any]], dict[int, Any]]]:
-    """Each batch's outcome lines in order, with the messages of those not created (read from the batch
-    only when it has any); then the invalid messages prepare left out, as not sent."""
+def _tidy(import_id: str, batches: list[int], finished: bool) -> None:
+    """Delete the copies of batches whose outcome is known (and, once finished, the states)."""
+    keys = [batch_key(import_id, b) for b in batches]
+    if finished:
+        keys += [state_key(import_id, b) for b in batches]
+    with ThreadPoolExecutor(READERS) as pool:
+        for failed in pool.map(_deleted, keys):
+            if failed:
+                print(f"Could not delete {failed} (it stays; nothing depends on it).")
 
-    def read(batch: int) -> tuple[list[dict[str, Any]], dict[int, Any]]:
-        try:
-            text = wmill.load_s3_file({"s3": f"{run}/outcome-{batch}.jsonl"}).decode()
-            entries = [_entry(*json.loads(line)) for line in text.splitlines() if line]
-        except Exception:  # its confirmation did not finish: say so for each message
-            content = json.loads(wmill.load_s3_file({"s3": f"{run}/batch-{batch}.json"}))
-            why = "outcome unknown: the confirmation of this batch did not finish"
-            check = "run the import's confirmation again, or check the conversation timelines"
-            return [
-                {"position": p, "_clientRef": m.get("_clientRef"), "outcome": "unknown", "why": why, "check": check}
-                for p, m in zip(content["positions"], tagged(content), strict=True)
-            ], {}
+
+def _deleted(key: str) -> str:
+    try:
+        delete(key)
+    except ImportStorageError:
+        return key
+    return ""
+
+
+def _outcomes(
+    import_id: str, manifest: dict[str, Any]
+) -> Iterator[tuple[int, str | None, list[dict[str, Any]], dict[int, Any]]]:
+    """Each batch in order: its state, its entries, and the messages that retry_file needs (read from
+    the batch's copy only when it has any); then the invalid messages prepare left out, as not sent."""
+
+    def read(batch: int) -> tuple[int, str | None, list[dict[str, Any]], dict[int, Any]]:
+        state = load_json(state_key(import_id, batch))
+        if state is None:
+            raise ImportStorageError(f"The state of batch {batch + 1} is gone from the workspace storage.")
+        entries = _entries(batch, state)
         messages: dict[int, Any] = {}
-        if any(e["outcome"] in ("failed", "not_sent") for e in entries):
-            content = json.loads(wmill.load_s3_file({"s3": f"{run}/batch-{batch}.json"}))
-            messages = dict(zip(content["positions"], tagged(content), strict=True))
-        return entries, messages
+        if state["state"] == "new" or any(e["outcome"] in ("failed", "not_sent") for e in entries):
+            data = load(batch_key(import_id, batch))
+            if data is None:
+                raise ImportStorageError(f"The copy of batch {batch + 1} is gone from the workspace storage.")
+            content = json.loads(data)
+            messages = dict(zip(content["positions"], tagged(content["positions"], content["messages"]), strict=True))
+            if state["state"] == "new":
+                entries = [
+                    {
+                        **_head(p, m.get("_clientRef"), m.get("externalId")),
+                        "outcome": "pending",
+                        "why": PENDING,
+                        "check": PENDING_CHECK,
+                    }
+                    for p, m in messages.items()
+                ]
+                messages = {}
+        return batch, state["state"], entries, messages
 
     with ThreadPoolExecutor(READERS) as pool:  # in order, a few ahead: bounded memory
-        ahead = deque(pool.submit(read, b) for b in batches[:READERS])
+        batches = range(manifest["batches"])
+        ahead = [pool.submit(read, b) for b in batches[:READERS]]
         for i in range(len(batches)):
             if i + READERS < len(batches):
                 ahead.append(pool.submit(read, batches[i + READERS]))
-            yield ahead.popleft().result()
+            yield ahead.pop(0).result()
+    invalid_file = manifest.get("invalid_file")
     if invalid_file:
-        with wmill.load_s3_file_reader(invalid_file) as reader:
-            for line in _lines(reader):
-                invalid = json.loads(line)
-                entry = {"position": invalid["position"], "outcome": "not_sent", "why": "; ".join(invalid["problems"])}
-                ref = invalid["message"].get("_clientRef") if isinstance(invalid["message"], dict) else None
-                entry["_clientRef"] = ref
-                yield [entry], {invalid["position"]: invalid["message"]}
+        data = load(invalid_file["s3"]) or b""
+        for line in data.splitlines():
+            if not line.strip():
+                continue
+            invalid = json.loads(line)
+            ref = invalid["message"].get("_clientRef") if isinstance(invalid["message"], dict) else None
+            external = invalid["message"].get("externalId") if isinstance(invalid["message"], dict) else None
+            entry = {**_head(invalid["position"], ref, external), "outcome": "not_sent"}
+            entry["why"] = "; ".join(invalid["problems"])
+            yield -1, None, [entry], {invalid["position"]: invalid["message"]}
 
 
-def _entry(position: int, outcome: str, rest: dict[str, Any]) -> dict[str, Any]:
-    """A confirmation's compact line, with names: position, _clientRef, externalId?, outcome, the rest."""
-    entry: dict[str, Any] = {"position": position, "_clientRef": rest.pop("_clientRef", None)}
-    if "externalId" in rest:
-        entry["externalId"] = rest.pop("externalId")
-    return {**entry, "outcome": outcome, **rest}
+def _head(position: int, ref: Any, external: Any) -> dict[str, Any]:
+    entry: dict[str, Any] = {"position": position, "_clientRef": ref}
+    if isinstance(external, str) and external:
+        entry["externalId"] = external
+    return entry
 
 
-def _lines(reader: Any) -> Iterator[bytes]:
-    carry = b""
-    while chunk := reader.read(1 << 16):
-        *lines, carry = (carry + chunk).split(b"\n")
-        yield from (line for line in lines if line.strip())
-    if carry.strip():
-        yield carry
+def _entries(batch: int, state: dict[str, Any]) -> list[dict[str, Any]]:
+    """A batch's report lines from its state."""
+    kind = state["state"]
+    refs = state.get("messages", [])
+    if kind == "new":
+        return []  # the batch's copy names them
+    if kind == "done" and "outcome" in state:  # refused whole, or not sent: nothing of it was created
+        return [
+            {**_head(p, ref or f"position-{p}", ext), "outcome": state["outcome"], "why": state["why"]}
+            for p, ref, ext, _ in refs
+        ]
+    if kind == "done":
+        return [
+            {
+                **_head(p, rest.pop("_clientRef", None) or f"position-{p}", rest.pop("externalId", None)),
+                "outcome": outcome,
+                **rest,
+            }
+            for p, outcome, rest in state["outcomes"]
+        ]
+    if kind == "accepted":
+        bulk_id = state["bulk_id"]
+        why = f"sent as bulk operation {bulk_id}, whose outcome is not read yet"
+        check = "run the import again: it reads the operation's outcome and sends nothing again"
+        return [
+            {
+                **_head(p, ref or f"position-{p}", ext),
+                "outcome": "unknown",
+                "why": why,
+                "check": check,
+                "bulk_id": bulk_id,
+            }
+            for p, ref, ext, _ in refs
+        ]
+    found = state.get("found", {})  # sending: the request may have gone out
+    why = f"outcome unknown: {state.get('why') or 'the run that sent it stopped before its answer was noted'}"
+    entries = []
+    for p, ref, ext, _ in refs:
+        entry = _head(p, ref or f"position-{p}", ext)
+        if str(p) in found:
+            entry.update(outcome="created", id=found[str(p)])
+        elif ext:
+            check = "run the import again: it looks the message up by its externalId and never sends it twice"
+            entry.update(outcome="unknown", why=why, check=check, batch=batch + 1)
+        else:
+            check = f"check its conversation's timeline (batch {batch + 1} of the import): it has no externalId"
+            entry.update(outcome="unknown", why=why, check=check, batch=batch + 1)
+        entries.append(entry)
+    return entries
 
 
-def _add_to_runs(runs: list[list[dict[str, Any]]], entry: dict[str, Any]) -> None:
-    """Consecutive positions with the same outcome and reason go together: a batch's 100 are one line."""
-    last = runs[-1][-1] if runs else None
-    if (
-        last
-        and last["position"] + 1 == entry["position"]
-        and (last["outcome"], last.get("why")) == (entry["outcome"], entry.get("why"))
-    ):
-        runs[-1].append(entry)
-    elif len(runs) <= SHOWN:
-        runs.append([entry])
+class _Runs:
+    """Consecutive positions with the same outcome and reason, the first SHOWN runs: a batch's 100 are
+    one line. Each run keeps its first entry, its last position and its size: memory stays flat."""
+
+    def __init__(self) -> None:
+        self.runs: list[list[Any]] = []  # [first entry, last position, count]
+        self.more = False
+
+    def add(self, entry: dict[str, Any]) -> None:
+        last = self.runs[-1] if self.runs else None
+        if (
+            last
+            and last[1] + 1 == entry["position"]
+            and (last[0]["outcome"], last[0].get("why")) == (entry["outcome"], entry.get("why"))
+        ):
+            last[1], last[2] = entry["position"], last[2] + 1
+        elif len(self.runs) < SHOWN:
+            self.runs.append([entry, entry["position"], 1])
+        else:
+            self.more = True
 
 
-def _explain(report: dict[str, Any], runs: list[list[dict[str, Any]]]) -> str:
+def _explain(report: dict[str, Any], runs: _Runs) -> str:
     counts = report["counts"]
     lines = [
         f"{counts['messages']} messages: {counts['created']} created, {counts['failed']} failed, "
-        f"{counts['unknown']} outcome unknown, {counts['not_sent']} not sent."
+        f"{counts['unknown']} outcome unknown, {counts['not_sent']} not sent, {counts['pending']} not sent yet."
     ]
-    for run in runs[:SHOWN]:
-        first, last = run[0], run[-1]
+    for first, last, count in runs.runs:
         where = f"messages[{first['position']}] ({first['_clientRef']})"
-        if len(run) > 1:
-            where = f"messages[{first['position']}] to [{last['position']}] ({len(run)} messages)"
+        if count > 1:
+            where = f"messages[{first['position']}] to [{last}] ({count} messages)"
         lines.append(f"- {where}: {first['outcome']}: {first.get('why', '')}")
-    if len(runs) > SHOWN:
+    if runs.more:
         lines.append("- ... and more: report_file in this error's extra lists every position")
+    if counts["pending"] or any(
+        e.get("bulk_id") or e.get("check", "").startswith("run the import again") for e in report["not_created"]
+    ):
+        lines.append(
+            "Run the import again (the same input, the same org): it sends what was never sent, reads what was "
+            "not confirmed and looks up what may exist, and never sends a message twice."
+        )
     if "retry_file" in report:
         safe = counts["failed"] + counts["not_sent"]
         lines.append(
             f"Safe to send again: the {safe} messages in retry_file (failed or not sent: none of them was created); "
-            "run this flow with it as messages_file once the reasons are fixed."
+            "fix what the reasons say, then run this flow with it as messages_file."
         )
     if counts["unknown"]:
         lines.append(
             f"Check before sending again: the {counts['unknown']} messages whose outcome is unknown, in unknown_file "
-            "(each says what to look up); they are not in retry_file, to avoid duplicates."
+            "(each says what to do); they are not in retry_file, to avoid duplicates."
         )
     return "\n".join(lines)
 
 
-def _write(key: str, file: Any) -> dict[str, str]:
-    """Upload a temporary file as a stream (wmill takes an open file, read in 50 KB pieces)."""
+def _upload(key: str, file: Any) -> dict[str, str]:
+    """Upload a temporary file whole (read again at each try: a try is safe to repeat)."""
     file.flush()
-    with open(file.name, "rb") as reader:
-        written: dict[str, str] = dict(wmill.write_s3_file({"s3": key}, reader))
-    return {k: v for k, v in written.items() if v is not None}
+
+    def once() -> None:
+        with open(file.name, "rb") as reader:
+            wmill.write_s3_file({"s3": key}, reader)
+
+    _tried(once, f"write {key}")
+    return {"s3": key}
 
 
-def tagged(batch: dict[str, Any]) -> list[dict[str, Any]]:
+# ---- shared part "import_store": the same in every step of import_messages ----
+# Windmill runs each step as one file, so what the steps share is copied, not imported. Edit it in
+# prepare.inline_script.py, then run `uv run python -m workbench.shared_parts`; a test fails on drift.
+#
+# An import is a folder of the workspace storage, named after its input and its org (prepare):
+#   manifest.json       what prepare made of the input; once every outcome is known, the final report
+#   lease.json          the flow run that works on the import now
+#   batch-<n>.json      the messages of batch n (a copy of the input, deleted once its outcome is known)
+#   state-<n>.json      what was done with batch n, written *before* each step that changes Kustomer:
+#                       new, sending (the request may have gone out), accepted (a bulk operation id),
+#                       done (every message's outcome); kept until the import is finished
+#   report.jsonl, retry.jsonl, unknown.jsonl, invalid.jsonl   the report files
+
+STORE_TRIES = 6  # tries of one storage read or write, 0.5 s then doubling between them: about 15 s in all
+
+
+class ImportStorageError(Exception):
+    """The workspace storage kept failing; the import can be run again once it answers."""
+
+
+def import_folder(import_id: str) -> str:
+    return f"kustomer_import/{import_id}"
+
+
+def batch_key(import_id: str, batch: int) -> str:
+    return f"{import_folder(import_id)}/batch-{batch}.json"
+
+
+def state_key(import_id: str, batch: int) -> str:
+    return f"{import_folder(import_id)}/state-{batch}.json"
+
+
+def load(key: str) -> bytes | None:
+    """An object of the workspace storage, or None when there is none (the storage answers 404). Any
+    other failure is tried again: a read changes nothing."""
+
+    def once() -> bytes | None:
+        try:
+            with wmill.load_s3_file_reader({"s3": key}) as reader:
+                data: bytes = reader.read()
+                return data
+        except httpx.HTTPStatusError as error:
+            if error.response.status_code == 404:
+                return None
+            raise
+
+    return _tried(once, f"read {key}")
+
+
+def load_json(key: str) -> Any:
+    data = load(key)
+    return None if data is None else json.loads(data)
+
+
+def save(key: str, data: bytes) -> None:
+    """Write an object whole; tried again on failure, which is safe: the same bytes under the same key."""
+    _tried(lambda: wmill.write_s3_file({"s3": key}, data), f"write {key}")
+
+
+def save_json(key: str, value: Any) -> None:
+    save(key, json.dumps(value, separators=(",", ":")).encode())
+
+
+def delete(key: str) -> None:
+    _tried(lambda: wmill.delete_s3_object({"s3": key}), f"delete {key}")
+
+
+def _tried(call: Callable[[], Any], what: str) -> Any:
+    for attempt in range(STORE_TRIES):
+        try:
+            return call()
+        except Exception as error:
+            if attempt == STORE_TRIES - 1:
+                raise ImportStorageError(
+                    f"The workspace storage failed {STORE_TRIES} times to {what} ({type(error).__name__}). What was "
+                    "done so far is kept: run the import again once the storage answers, and it goes on from there."
+                ) from None
+            time.sleep(0.5 * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+def tagged(positions: list[int], messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """A batch's messages as sent: each with its `_clientRef`, `position-<i>` when it was given none."""
     return [
         m if "_clientRef" in m else {**m, "_clientRef": f"position-{p}"}
-        for p, m in zip(batch["positions"], batch["messages"], strict=True)
+        for p, m in zip(positions, messages, strict=True)
     ]
+
+
+# ---- end of shared part "import_store" ----

@@ -1,0 +1,460 @@
+# skip_result_postprocessing
+# /// script
+# requires-python = ">=3.11"
+# dependencies = ["httpx==0.28.1", "wmill==1.850.0"]  # pinned as in uv.lock
+# ///
+"""Step 2 of import_messages, once per group of batches (prepare's `group_size`): send each batch
+with bulk_create_messages, confirm it with wait_for_bulk_results while later batches go out, and
+resolve what an earlier run left unknown. One job, one pace, every request of the group.
+
+Safe to run twice, whatever stopped the earlier run: each batch's state (`state-<n>.json`) is read
+first and written before each step that changes Kustomer.
+
+- new: the state becomes `sending`, then the bulk request goes out. Its answer makes it `accepted`
+  (with the operation's id) or `done` (not sent, or refused whole: nothing of it was created).
+- sending: an earlier run may have sent it and lost the answer. It is never sent again: each message
+  with an `externalId` is looked up, and counts as created when Kustomer has it; the others stay
+  unknown (each run looks again for those with an `externalId`).
+- accepted: the operation is read (one read, once it has had time to finish) and each message's
+  outcome written: the state becomes `done`.
+- done: nothing to do.
+
+Every request, sends, reads and lookups alike, waits its turn at one pace, `max_requests_per_minute`
+(the loop runs one job at a time, so the job's pace is the import's); at 0 they go as fast as
+Kustomer answers, a 429 waited out. The job starts no send after SEND_UNTIL seconds and ends its
+requests by END_BY, inside Cloud's 900 s per job: what it leaves, the next run does. Its log says
+each batch's fate; its result is a few counts.
+"""
+
+import heapq
+import json
+import os
+import re
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import wmill
+from f.kustomer import bulk_create_messages as bulk
+from f.kustomer import create_message as lookup
+from f.kustomer import wait_for_bulk_results as waiter
+
+SEND_UNTIL = 660.0  # seconds into the job: no send starts later
+END_BY = 780.0  # seconds into the job: no request runs later (Cloud ends a job at 900 s)
+WORKERS = 8  # requests in flight at once
+FIRST_LOOK_AFTER = waiter.FIRST_LOOK_AFTER  # seconds after an operation is submitted: most are done by then
+LOOK_AGAIN_MAX = 30.0  # seconds between looks at an operation not done yet: 2, 4, 8 ... up to this
+LEASE_CHECK_EVERY = 30.0  # seconds: how stale this job's knowledge of the import's lease may get
+NOTHING_SENT = (bulk.KustomerInputError, bulk.KustomerConnectionError, bulk.KustomerRateLimitError)
+RATE_LIMIT_LEVER = "in this import, give max_requests_per_minute a share of the org's budget"
+
+
+def main(
+    auth: dict,  # type: ignore[type-arg]  # the kustomer resource
+    import_id: str,
+    group: list[int],  # [first batch, end]
+    number: int = 0,  # this group's index in the loop
+    groups: int = 1,
+    max_requests_per_minute: int = 0,
+) -> dict[str, Any]:
+    job = GroupJob(auth, import_id, range(group[0], group[1]), max_requests_per_minute)
+    number += 1
+    print(
+        f"Group {number} of {groups}: batches {group[0] + 1} to {group[1]}, "
+        + (f"at most {max_requests_per_minute} requests a minute." if max_requests_per_minute else "unpaced.")
+    )
+    counts = job.run()
+    said = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in counts.items() if n) or "nothing to do"
+    print(f"Group {number} of {groups} ends after {time.monotonic() - job.started:.0f} s: {said}.")
+    return {"group": group, **counts}
+
+
+class Pacer:
+    """Turns for requests, at least 60 / per_minute seconds apart, for every thread of the job."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.interval = 60.0 / per_minute if per_minute else 0.0
+        self.next_at = 0.0
+        self.lock = threading.Lock()
+
+    def wait_turn(self) -> None:
+        with self.lock:
+            at = max(time.monotonic(), self.next_at)
+            self.next_at = at + self.interval
+        time.sleep(max(0.0, at - time.monotonic()))
+
+    def hold(self) -> None:
+        """At the end of the job: the next job's first request comes no sooner than this one's next turn."""
+        time.sleep(max(0.0, self.next_at - time.monotonic()))
+
+
+class GroupJob:
+    def __init__(self, auth: dict[str, Any], import_id: str, batches: range, per_minute: int) -> None:
+        self.auth, self.import_id, self.batches = auth, import_id, batches
+        self.run_id = os.environ.get("WM_ROOT_FLOW_JOB_ID") or os.environ.get("WM_JOB_ID") or "local"
+        self.pacer = Pacer(per_minute)
+        self.started = time.monotonic()
+        self.deadline = time.time() + END_BY  # the transport's clock (POLICY.clock)
+        self.counts = dict.fromkeys(("created", "failed", "unknown", "not_sent"), 0)  # messages, once done
+        self.left = 0  # batches left for the next run: not sent, or not confirmed, in time
+        self.failure: BaseException | None = None
+        self.lock = threading.Condition()
+        self.due: list[tuple[float, int, str]] = []  # (when, batch, "confirm" or "resolve")
+        self.in_flight = 0
+        self.lease_checked = -LEASE_CHECK_EVERY
+        self.lease_lost = False
+        self.looks: dict[int, int] = {}
+
+    # -- the job's loop: sends in order, confirmations and lookups as they fall due --
+
+    def run(self) -> dict[str, int]:
+        with ThreadPoolExecutor(4) as readers, ThreadPoolExecutor(WORKERS) as pool:
+            states = readers.map(lambda n: (n, load_json(state_key(self.import_id, n))), self.batches)
+            for batch, state in states:
+                self.work_due(pool)
+                kind = (state or {}).get("state")
+                if self.failure:
+                    break
+                if kind == "new":
+                    if self.elapsed() > SEND_UNTIL or not self.lease_is_ours():
+                        self.left += 1
+                        continue
+                    self.start(pool, self.send, batch)
+                elif kind == "accepted":
+                    self.schedule(0.0, batch, "confirm")
+                elif kind == "sending":
+                    self.schedule(0.0, batch, "resolve")
+                elif kind == "done":
+                    self.tally(state)
+                else:
+                    raise AssertionError(f"batch {batch} has no state this step knows: {str(state)[:100]}")
+            while True:
+                with self.lock:
+                    if not self.in_flight and (not self.due or self.failure or self.elapsed() > END_BY - 5):
+                        self.left += len(self.due)  # what is still due waits for the next run, in its state
+                        break
+                if not self.failure:
+                    self.work_due(pool, wait=True)
+                else:
+                    with self.lock:
+                        self.lock.wait(1.0)
+        if self.failure:
+            raise self.failure
+        self.pacer.hold()
+        return {**self.counts, "batches_left": self.left}
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def schedule(self, delay: float, batch: int, action: str) -> None:
+        with self.lock:
+            heapq.heappush(self.due, (time.monotonic() + delay, batch, action))
+            self.lock.notify_all()
+
+    def work_due(self, pool: ThreadPoolExecutor, wait: bool = False) -> None:
+        """Start what is due now; with `wait`, first wait until something is due or a request ends."""
+        with self.lock:
+            if wait:
+                timeout = max(0.0, self.due[0][0] - time.monotonic()) if self.due else 1.0
+                self.lock.wait(min(timeout, 1.0))
+            ready = []
+            while self.due and self.due[0][0] <= time.monotonic():
+                ready.append(heapq.heappop(self.due))
+        for _, batch, action in ready:
+            self.start(pool, self.confirm if action == "confirm" else self.resolve, batch)
+
+    def start(self, pool: ThreadPoolExecutor, work: Callable[[int], None], batch: int) -> None:
+        with self.lock:
+            while self.in_flight >= WORKERS:
+                self.lock.wait()
+            self.in_flight += 1
+
+        def done(future: Any) -> None:
+            with self.lock:
+                self.in_flight -= 1
+                self.failure = self.failure or future.exception()
+                self.lock.notify_all()
+
+        pool.submit(work, batch).add_done_callback(done)
+
+    def lease_is_ours(self) -> bool:
+        """Whether this run still holds the import: checked every LEASE_CHECK_EVERY seconds before a send."""
+        if not self.lease_lost and self.elapsed() - self.lease_checked >= LEASE_CHECK_EVERY:
+            lease = load_json(f"{import_folder(self.import_id)}/lease.json") or {}
+            self.lease_checked = self.elapsed()
+            if lease.get("run") != self.run_id:
+                self.lease_lost = True
+                print(f"Another flow run ({str(lease.get('run'))[:40]}) took this import: this job sends no more.")
+        return not self.lease_lost
+
+    def tally(self, state: dict[str, Any]) -> None:
+        with self.lock:
+            if "outcome" in state:
+                self.counts[state["outcome"]] += len(state["messages"])
+            for _, outcome, _ in state.get("outcomes", []):
+                self.counts[outcome] += 1
+
+    # -- the three things done to a batch --
+
+    def send(self, batch: int) -> None:
+        content = json.loads(_must(load(batch_key(self.import_id, batch)), batch_key(self.import_id, batch)))
+        positions, messages = content["positions"], tagged(content["positions"], content["messages"])
+        refs = [_ref(p, m) for p, m in zip(positions, messages, strict=True)]
+        where = f"Batch {batch + 1} ({len(messages)} messages from messages[{positions[0]}])"
+        key = state_key(self.import_id, batch)
+        save_json(key, {"state": "sending", "run": self.run_id, "at": time.time(), "messages": refs})
+        self.pacer.wait_turn()
+        try:
+            answer = bulk.send_bulk(self.auth, messages, deadline=self.deadline)
+        except NOTHING_SENT as error:
+            why = str(error)
+            if isinstance(error, bulk.KustomerRateLimitError):  # inside this flow, the lever is its input
+                why = re.sub(r"in a flow, lower [^:]*", RATE_LIMIT_LEVER, why)
+            self.finish(key, batch, {"outcome": "not_sent", "why": why, "messages": refs}, f"{where}: not sent")
+            return
+        except bulk.KustomerAPIError as error:
+            why = f"Kustomer refused the batch: {error}"
+            self.finish(key, batch, {"outcome": "failed", "why": why, "messages": refs}, f"{where}: refused")
+            return
+        except Exception as error:  # sent, or maybe sent: never "not sent"
+            status = getattr(error, "status", None)
+            why = f"the bulk request got {status}" if status else _first(str(error))
+            save_json(key, {"state": "sending", "run": self.run_id, "why": why, "messages": refs})
+            print(f"{where}: outcome unknown ({why}); its messages will be looked up, never sent again.")
+            self.schedule(FIRST_LOOK_AFTER, batch, "resolve")
+            return
+        data = answer.get("data") if isinstance(answer, dict) else None
+        bulk_id = data.get("id") if isinstance(data, dict) else None
+        if not (isinstance(bulk_id, str) and re.fullmatch(r"[0-9a-fA-F]{24}", bulk_id)):  # else it is not Kustomer's
+            why = "Kustomer accepted the request but gave no usable operation id"
+            save_json(key, {"state": "sending", "run": self.run_id, "why": why, "messages": refs})
+            print(f"{where}: outcome unknown ({why}); its messages will be looked up, never sent again.")
+            self.schedule(FIRST_LOOK_AFTER, batch, "resolve")
+            return
+        save_json(key, {"state": "accepted", "bulk_id": bulk_id, "messages": refs})
+        print(f"{where}: accepted as bulk operation {bulk_id}.")
+        self.schedule(FIRST_LOOK_AFTER, batch, "confirm")
+
+    def confirm(self, batch: int) -> None:
+        key = state_key(self.import_id, batch)
+        state = load_json(key)
+        refs, bulk_id = state["messages"], state["bulk_id"]
+        self.pacer.wait_turn()
+        try:
+            report = waiter.read_outcomes(self.auth, bulk_id, len(refs), deadline=self.deadline)
+        except Exception as error:
+            looks = self.looks[batch] = self.looks.get(batch, 0) + 1
+            if isinstance(error, waiter.KustomerAPIError) and error.status == 404:  # Kustomer forgot it
+                why = f"bulk operation {bulk_id} cannot be read (404)"
+                save_json(key, {"state": "sending", "run": self.run_id, "why": why, "messages": refs})
+                self.schedule(0.0, batch, "resolve")
+            elif looks >= 5:
+                print(
+                    f"Batch {batch + 1}: bulk operation {bulk_id} cannot be read ({_first(str(error))}); "
+                    "the next run reads it again."
+                )
+                self.left += 1
+            else:
+                self.schedule(min(LOOK_AGAIN_MAX, 2.0**looks), batch, "confirm")
+            return
+        if report is None:
+            looks = self.looks[batch] = self.looks.get(batch, 0) + 1
+            self.schedule(min(LOOK_AGAIN_MAX, 2.0**looks), batch, "confirm")
+            return
+        listed = report.get("items") if isinstance(report, dict) else None
+        items = {  # only text refs can be ours: anything else in Kustomer's answer is no match
+            i["_clientRef"]: i for i in listed or [] if isinstance(i, dict) and isinstance(i.get("_clientRef"), str)
+        }
+        outcomes = []
+        for position, ref, external, _ in refs:
+            item = items.get(ref or f"position-{position}")
+            rest = _named(ref, external)
+            if item is None:
+                rest.update(why=f"not in Kustomer's results for bulk operation {bulk_id}", check=_check(external))
+                outcomes.append([position, "unknown", rest])
+            elif item.get("status") == "created":
+                outcomes.append([position, "created", {**rest, "id": item.get("id")}])
+            else:
+                why = str(item.get("error") or "Kustomer reported an error")
+                outcomes.append([position, "failed", {**rest, "why": why}])
+        self.finish(key, batch, {"bulk_id": bulk_id, "outcomes": outcomes}, f"Batch {batch + 1}: confirmed")
+
+    def resolve(self, batch: int) -> None:
+        """A batch that may have gone out: each message with an externalId is looked up; found means created."""
+        key = state_key(self.import_id, batch)
+        state = load_json(key)
+        found: dict[str, str] = state.get("found", {})
+        for position, _, external, conversation in state["messages"]:
+            if external and str(position) not in found and time.time() < self.deadline - 5:
+                self.pacer.wait_turn()
+                try:
+                    message_id = lookup.message_id_by_external_id(self.auth, external, conversation, self.deadline)
+                except Exception as error:
+                    print(f"Batch {batch + 1}: looking up messages[{position}] failed ({_first(str(error))}).")
+                    break
+                if message_id:
+                    found[str(position)] = message_id
+        why = state.get("why") or "the run that sent it stopped before its answer was noted"
+        looked = [p for p, _, external, _ in state["messages"] if external]
+        if all(str(p) in found for p in looked):  # nothing more a lookup can prove: final
+            outcomes = []
+            for position, ref, external, _ in state["messages"]:
+                rest = _named(ref, external)
+                if str(position) in found:
+                    outcomes.append([position, "created", {**rest, "id": found[str(position)]}])
+                else:
+                    rest.update(why=f"outcome unknown: {why}", check=_check(None, batch))
+                    outcomes.append([position, "unknown", rest])
+            self.finish(key, batch, {"outcomes": outcomes}, f"Batch {batch + 1}: resolved by lookups")
+        else:
+            save_json(key, {**state, "found": found})
+            missing = len(looked) - sum(str(p) in found for p in looked)
+            print(
+                f"Batch {batch + 1}: {len(found)} of its messages found by externalId, {missing} not (yet): they "
+                "stay unknown, never sent again; the next run looks them up again."
+            )
+
+    def finish(self, key: str, batch: int, done: dict[str, Any], said: str) -> None:
+        state = {"state": "done", **done}
+        save_json(key, state)
+        self.tally(state)
+        counts: dict[str, int] = {}
+        if "outcome" in done:
+            counts[done["outcome"]] = len(done["messages"])
+        for _, outcome, _ in done.get("outcomes", []):
+            counts[outcome] = counts.get(outcome, 0) + 1
+        print(f"{said}: " + ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in counts.items()) + ".")
+
+
+def _ref(position: int, message: dict[str, Any]) -> list[Any]:
+    """What a state keeps of a message: [position, _clientRef (null: the default), externalId, conversation]."""
+    ref = message["_clientRef"]
+    external, conversation = message.get("externalId"), message.get("conversation")
+    return [
+        position,
+        None if ref == f"position-{position}" else ref,
+        external if isinstance(external, str) and external else None,
+        conversation if isinstance(conversation, str) else None,
+    ]
+
+
+def _named(ref: str | None, external: str | None) -> dict[str, Any]:
+    named: dict[str, Any] = {}
+    if ref is not None:
+        named["_clientRef"] = ref
+    if external:
+        named["externalId"] = external
+    return named
+
+
+def _check(external: str | None, batch: int | None = None) -> str:
+    """What to do about a message whose outcome is unknown."""
+    if external:
+        return "run the import again: it looks the message up by its externalId and never sends it twice"
+    where = f" (batch {batch + 1} of the import)" if batch is not None else ""
+    return f"check its conversation's timeline{where} before sending it again: it has no externalId to look up"
+
+
+def _first(text: str) -> str:
+    return text.split(". ", 1)[0][:300]
+
+
+def _must(data: bytes | None, key: str) -> bytes:
+    if data is None:
+        raise ImportStorageError(f"The workspace storage has lost {key}; the import cannot send that batch.")
+    return data
+
+
+# ---- shared part "import_store": the same in every step of import_messages ----
+# Windmill runs each step as one file, so what the steps share is copied, not imported. Edit it in
+# prepare.inline_script.py, then run `uv run python -m workbench.shared_parts`; a test fails on drift.
+#
+# An import is a folder of the workspace storage, named after its input and its org (prepare):
+#   manifest.json       what prepare made of the input; once every outcome is known, the final report
+#   lease.json          the flow run that works on the import now
+#   batch-<n>.json      the messages of batch n (a copy of the input, deleted once its outcome is known)
+#   state-<n>.json      what was done with batch n, written *before* each step that changes Kustomer:
+#                       new, sending (the request may have gone out), accepted (a bulk operation id),
+#                       done (every message's outcome); kept until the import is finished
+#   report.jsonl, retry.jsonl, unknown.jsonl, invalid.jsonl   the report files
+
+STORE_TRIES = 6  # tries of one storage read or write, 0.5 s then doubling between them: about 15 s in all
+
+
+class ImportStorageError(Exception):
+    """The workspace storage kept failing; the import can be run again once it answers."""
+
+
+def import_folder(import_id: str) -> str:
+    return f"kustomer_import/{import_id}"
+
+
+def batch_key(import_id: str, batch: int) -> str:
+    return f"{import_folder(import_id)}/batch-{batch}.json"
+
+
+def state_key(import_id: str, batch: int) -> str:
+    return f"{import_folder(import_id)}/state-{batch}.json"
+
+
+def load(key: str) -> bytes | None:
+    """An object of the workspace storage, or None when there is none (the storage answers 404). Any
+    other failure is tried again: a read changes nothing."""
+
+    def once() -> bytes | None:
+        try:
+            with wmill.load_s3_file_reader({"s3": key}) as reader:
+                data: bytes = reader.read()
+                return data
+        except httpx.HTTPStatusError as error:
+            if error.response.status_code == 404:
+                return None
+            raise
+
+    return _tried(once, f"read {key}")
+
+
+def load_json(key: str) -> Any:
+    data = load(key)
+    return None if data is None else json.loads(data)
+
+
+def save(key: str, data: bytes) -> None:
+    """Write an object whole; tried again on failure, which is safe: the same bytes under the same key."""
+    _tried(lambda: wmill.write_s3_file({"s3": key}, data), f"write {key}")
+
+
+def save_json(key: str, value: Any) -> None:
+    save(key, json.dumps(value, separators=(",", ":")).encode())
+
+
+def delete(key: str) -> None:
+    _tried(lambda: wmill.delete_s3_object({"s3": key}), f"delete {key}")
+
+
+def _tried(call: Callable[[], Any], what: str) -> Any:
+    for attempt in range(STORE_TRIES):
+        try:
+            return call()
+        except Exception as error:
+            if attempt == STORE_TRIES - 1:
+                raise ImportStorageError(
+                    f"The workspace storage failed {STORE_TRIES} times to {what} ({type(error).__name__}). What was "
+                    "done so far is kept: run the import again once the storage answers, and it goes on from there."
+                ) from None
+            time.sleep(0.5 * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+def tagged(positions: list[int], messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A batch's messages as sent: each with its `_clientRef`, `position-<i>` when it was given none."""
+    return [
+        m if "_clientRef" in m else {**m, "_clientRef": f"position-{p}"}
+        for p, m in zip(positions, messages, strict=True)
+    ]
+
+
+# ---- end of shared part "import_store" ----
