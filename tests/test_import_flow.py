@@ -8,56 +8,33 @@ report's `retry_file` resumes exactly the messages that were not created."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import subprocess
 import tomllib
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import yaml
+from import_runs import (
+    FLOW,
+    SECRET,
+    TEMPTING,
+    auth,
+    bulk_bodies,
+    jsonl,
+    load_step,
+    messages,
+    read_jsonl,
+    run,
+    stored_batch,
+    workspace,
+)
 
-from workbench.local_flow import local_workspace, run_flow_job
 from workbench.sandbox import Sandbox
-from workbench.windmill_storage import WindmillStorage
-from workbench.worker import ROOT, JobResult
-from workbench.workspace import Workspace
+from workbench.worker import ROOT
 
-FLOW = ROOT / "flows" / "kustomer" / "import_messages.flow"
-TEMPTING = ["$WM_TOKEN", "$var:u/admin/kustomer_key", "$res:u/admin/kustomer", "NaN", "To Infinity and beyond"]
-SECRET = "the-secret-value-of-the-variable"
-
-
-def messages(count: int, **extra: Any) -> list[dict[str, Any]]:
-    return [{"channel": "chat", "app": "import", "preview": f"message {i}", **extra} for i in range(count)]
-
-
-def auth(box: Sandbox) -> dict[str, str]:
-    return {"apiKey": "sandbox-key-0123456789", "baseUrl": box.url}
-
-
-def jsonl(lines: list[Any]) -> bytes:
-    return b"".join(json.dumps(line).encode() + b"\n" for line in lines)
-
-
-def read_jsonl(storage: WindmillStorage, file: dict[str, str]) -> list[Any]:
-    return [json.loads(line) for line in storage.get(file["s3"]).splitlines() if line.strip()]
-
-
-@pytest.fixture
-def workspace() -> Iterator[tuple[Workspace, WindmillStorage]]:
-    with local_workspace(cloud=True, variables={"u/admin/kustomer_key": SECRET}) as pair:
-        yield pair
-
-
-def run(workspace: Workspace, **inputs: Any) -> JobResult:
-    return run_flow_job(FLOW, inputs, workspace)
-
-
-def bulk_bodies(box: Sandbox) -> list[list[dict[str, Any]]]:
-    return [r["body"] for r in box.requests if r["path"] == "/v1/messages/bulk"]
+__all__ = ["workspace"]  # the fixture, for pytest
 
 
 # ---- the flow file ----
@@ -74,15 +51,16 @@ def test_flow_is_valid_for_windmills_own_validator() -> None:
     assert json.loads(done.stdout) == {"errors": []}
 
 
-def test_the_loops_iterate_over_batch_numbers_and_no_step_gets_messages_as_structured_arguments() -> None:
+def test_one_job_at_a_time_takes_a_group_of_batches_and_no_step_gets_messages_as_structured_arguments() -> None:
+    """The loop runs in order (one job at a time, so that job's pace is the import's), over groups of
+    batch numbers; failed jobs do not stop it, so the report always runs."""
     flow = yaml.safe_load((FLOW / "flow.yaml").read_text())
     modules = {m["id"]: m["value"] for m in flow["value"]["modules"]}
-    assert list(modules) == ["prepare", "send", "confirm", "report"]
-    for loop in ("send", "confirm"):
-        value = modules[loop]
-        assert (value["type"], value["parallel"], value["skip_failures"]) == ("forloopflow", True, True)
-        assert value["iterator"]["expr"] == "results.prepare.batches"
-        assert [m["value"]["type"] for m in value["modules"]] == ["rawscript"]
+    assert list(modules) == ["prepare", "send", "report"]
+    value = modules["send"]
+    assert (value["type"], value["parallel"], value["skip_failures"]) == ("forloopflow", False, True)
+    assert value["iterator"]["expr"] == "results.prepare.groups"
+    assert [m["value"]["type"] for m in value["modules"]] == ["rawscript"]
     assert modules["prepare"]["input_transforms"]["messages"]["expr"] == "JSON.stringify(flow_input.messages ?? [])"
     schema = flow["schema"]["properties"]
     assert schema["messages_file"]["format"] == "resource-s3_object"
@@ -110,7 +88,14 @@ def test_250_inline_messages_are_sent_in_3_bulk_requests_each_exactly_once(works
     assert job.exit_code == 0, job.result
     assert sorted(len(b) for b in bodies) == [50, 100, 100]  # the loop runs 4 at a time, in any order
     assert sorted(m["_clientRef"] for b in bodies for m in b) == sorted(f"position-{i}" for i in range(250))
-    assert job.result["counts"] == {"messages": 250, "created": 250, "failed": 0, "unknown": 0, "not_sent": 0}
+    assert job.result["counts"] == {
+        "messages": 250,
+        "created": 250,
+        "failed": 0,
+        "unknown": 0,
+        "not_sent": 0,
+        "pending": 0,
+    }
     assert created == {f"position-{i}": 1 for i in range(250)}
     report = read_jsonl(storage, job.result["report_file"])
     assert [e["position"] for e in report] == list(range(250))
@@ -161,8 +146,9 @@ def test_1000_inline_messages_stay_within_cloud_limits_and_the_copies_windmill_m
         job = run(ws, auth=auth(box), messages=given)
     assert job.exit_code == 0, job.result
     assert ws.largest_result < 10_000  # no job's result holds messages
-    # each of the 2 x 10 iterations is stored with the whole flow input: the price of an inline input
-    assert 20 * size <= ws.stored_bytes <= 26 * size
+    # the flow's input, prepare's text of it, and the one loop iteration (one job takes all 10 batches)
+    # that Windmill stores with the whole flow input: the price of an inline input
+    assert 2.5 * size <= ws.stored_bytes <= 4 * size
 
 
 def test_an_inline_input_over_2_mb_is_refused_before_anything_is_sent(workspace: Any) -> None:
@@ -209,7 +195,7 @@ def test_skip_invalid_sends_the_valid_ones_and_reports_the_others_as_not_sent(wo
         bodies = bulk_bodies(box)
     assert sum(len(b) for b in bodies) == 149
     extra = job.result["extra"]
-    assert extra["counts"] == {"messages": 150, "created": 149, "failed": 0, "unknown": 0, "not_sent": 1}
+    assert extra["counts"] == {"messages": 150, "created": 149, "failed": 0, "unknown": 0, "not_sent": 1, "pending": 0}
     assert extra["not_created"][0]["position"] == 20
     assert "'fax' is not one of" in extra["not_created"][0]["why"]
     assert read_jsonl(storage, extra["retry_file"]) == [{**given[20], "_clientRef": "position-20"}]
@@ -221,7 +207,13 @@ def test_a_dry_run_checks_everything_sends_nothing_and_says_what_the_import_woul
         job = run(ws, auth=auth(box), messages=messages(1234), dry_run=True, max_requests_per_minute=300)
         assert box.requests == []
     assert job.exit_code == 0, job.result
-    assert job.result["dry_run"] == {"batches": 13, "requests": 26, "max_requests_per_minute": 300, "minutes": 0.1}
+    assert job.result["dry_run"] == {
+        "batches": 13,
+        "requests": 26,
+        "max_requests_per_minute": 300,
+        "minutes": 0.1,
+        "jobs": 1,
+    }
     assert job.result["counts"] == {"messages": 1234, "valid": 1234, "invalid": 0}
 
 
@@ -355,120 +347,83 @@ def test_a_json_lines_file_reports_each_bad_line_at_its_position(workspace: Any)
 # ---- what the report says to do next ----
 
 
-def test_each_unknown_entry_carries_its_own_external_id_and_the_advice_that_fits_it(workspace: Any) -> None:
+def test_after_a_lost_answer_those_with_an_external_id_are_found_and_the_others_say_what_to_check(
+    workspace: Any,
+) -> None:
     ws, storage = workspace
     given = [{**m, **({"externalId": f"legacy-{i}"} if i % 2 else {})} for i, m in enumerate(messages(10))]
     with Sandbox() as box:
         box.configure(fault="applied_503", fault_count=1)  # applied, and its answer lost
         job = run(ws, auth=auth(box), messages=given)
-    unknown = read_jsonl(storage, job.result["extra"]["unknown_file"])
-    assert [e["position"] for e in unknown] == list(range(10))
+    extra = job.result["extra"]
+    assert extra["counts"]["created"] == 5  # each one with an externalId, proved by a lookup
+    unknown = read_jsonl(storage, extra["unknown_file"])
+    assert [e["position"] for e in unknown] == [0, 2, 4, 6, 8]
     for entry in unknown:
-        if entry["position"] % 2:
-            assert entry["externalId"] == f"legacy-{entry['position']}"
-            assert entry["check"].startswith("look it up by its externalId")
-        else:
-            assert "externalId" not in entry
-            assert entry["check"].startswith("check its conversation's timeline")
-    assert "not_sent" in job.result["extra"]["counts"]  # one spelling, in counts as in entries
+        assert "externalId" not in entry
+        assert entry["check"].startswith("check its conversation's timeline (batch 1 of the import)")
+    assert "not_sent" in extra["counts"]  # one spelling, in counts as in entries
+    assert "retry_file" not in extra  # a message that may exist is never offered to send again
 
 
-def test_inside_the_flow_the_rate_limit_advice_names_max_requests_per_minute(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
-) -> None:
-    """send_batch run in process, its imports stood in for: the one thing tested is what it says."""
-    import sys
-    import types
-
+def test_inside_the_flow_the_rate_limit_advice_names_max_requests_per_minute(monkeypatch: pytest.MonkeyPatch) -> None:
+    """send_group run in process, the request stood in for: the one thing tested is what it says."""
     import bulk_create_messages
-    import wmill
 
-    package = types.ModuleType("f.kustomer")
-    package.bulk_create_messages = bulk_create_messages  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "f", types.ModuleType("f"))
-    monkeypatch.setitem(sys.modules, "f.kustomer", package)
-    written: dict[str, bytes] = {}
-    batch = {"positions": [0], "messages": [{"channel": "chat", "app": "a"}]}
-    monkeypatch.setattr(wmill, "load_s3_file", lambda obj, *a: json.dumps(batch).encode())
-    monkeypatch.setattr(wmill, "write_s3_file", lambda obj, data, *a: written.setdefault(obj["s3"], data))
+    stored = stored_batch([{"channel": "chat", "app": "a"}])
 
-    def rate_limited(auth: Any, body: Any) -> Any:
+    def rate_limited(auth: Any, body: Any, deadline: float = 0) -> Any:
         raise bulk_create_messages.KustomerRateLimitError(
             "Rate limited by Kustomer: ...; in a flow, lower the for-loop's parallelism or spread the schedule: "
             "the limit is shared by every key and app of the org.",
             429,
         )
 
-    monkeypatch.setattr(bulk_create_messages, "main", rate_limited)
-    spec = importlib.util.spec_from_file_location("send_batch", FLOW / "send_batch.inline_script.py")
-    assert spec is not None
-    assert spec.loader is not None
-    step = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(step)
-    assert step.main({"apiKey": "k"}, "run", 0)["outcome"] == "not_sent"
-    sent = json.loads(written["run/sent-0.json"])
-    assert "give max_requests_per_minute a share of the org's budget" in sent["why"]
-    assert "for-loop's parallelism" not in sent["why"]
+    monkeypatch.setattr(bulk_create_messages, "send_bulk", rate_limited)
+    step = load_step(monkeypatch, "send_group", stored)
+    assert step.main({"apiKey": "k"}, "imp", [0, 1])["not_sent"] == 1
+    state = json.loads(stored["kustomer_import/imp/state-0.json"])
+    assert "give max_requests_per_minute a share of the org's budget" in state["why"]
+    assert "for-loop's parallelism" not in state["why"]
 
 
 # ---- odd answers inside a step: the report stands, and an accepted batch is never "not sent" (15.8, 15.9) ----
 
 
-def load_step(monkeypatch: pytest.MonkeyPatch, name: str, stored: dict[str, bytes]) -> Any:
-    """A flow step run in process, the deployed scripts and the storage stood in for by the real
-    scripts and a dict; what it writes lands in `stored`."""
-    import sys
-    import types
-
-    import bulk_create_messages
-    import wait_for_bulk_results
-    import wmill
-
-    package = types.ModuleType("f.kustomer")
-    package.bulk_create_messages = bulk_create_messages  # type: ignore[attr-defined]
-    package.wait_for_bulk_results = wait_for_bulk_results  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "f", types.ModuleType("f"))
-    monkeypatch.setitem(sys.modules, "f.kustomer", package)
-
-    def load(obj: dict[str, str], *_: Any) -> bytes:
-        if obj["s3"] not in stored:
-            raise FileNotFoundError(obj["s3"])
-        return stored[obj["s3"]]
-
-    monkeypatch.setattr(wmill, "load_s3_file", load)
-    monkeypatch.setattr(wmill, "write_s3_file", lambda obj, data, *a: stored.__setitem__(obj["s3"], data))
-    spec = importlib.util.spec_from_file_location(name, FLOW / f"{name}.inline_script.py")
-    assert spec is not None
-    assert spec.loader is not None
-    step = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(step)
-    return step
-
-
-BATCH = {"positions": [0, 1], "messages": [{"channel": "chat", "app": "a"}, {"channel": "chat", "app": "a"}]}
+BATCH = [{"channel": "chat", "app": "a"}, {"channel": "chat", "app": "a"}]
 
 
 @pytest.mark.parametrize(
-    ("answer", "outcome"),
+    ("answer", "state"),
     [
-        ({}, "unknown"),
-        ({"data": None}, "unknown"),
-        ({"data": {"id": "\x1b[2Jnot-an-id"}}, "unknown"),
+        ({}, "done"),  # may exist, and nothing to look up: unknown, for good
+        ({"data": None}, "done"),
+        ({"data": {"id": "\x1b[2Jnot-an-id"}}, "done"),
         ({"data": {"id": "5f0c1a2b3c4d5e6f7a8b9c0d"}, "error": {"detail": "odd"}}, "accepted"),
     ],
     ids=["empty-object", "data-null", "id-not-kustomers", "accepted-with-an-error-object"],
 )
-def test_a_2xx_bulk_answer_of_any_shape_is_never_not_sent_and_the_report_stands(
-    monkeypatch: pytest.MonkeyPatch, answer: Any, outcome: str
+def test_a_2xx_bulk_answer_of_any_shape_is_never_not_sent_and_never_sent_again(
+    monkeypatch: pytest.MonkeyPatch, answer: Any, state: str
 ) -> None:
     import bulk_create_messages
+    import create_message
+    import wait_for_bulk_results
 
-    stored = {"run/batch-0.json": json.dumps(BATCH).encode()}
-    monkeypatch.setattr(bulk_create_messages, "main", lambda auth, body: answer)
-    send = load_step(monkeypatch, "send_batch", stored)
-    assert send.main({"apiKey": "k"}, "run", 0)["outcome"] == outcome
-    sent = json.loads(stored["run/sent-0.json"])
-    assert "\x1b" not in json.dumps(sent, ensure_ascii=False)
+    stored = stored_batch(BATCH)
+    sent: list[Any] = []
+    monkeypatch.setattr(bulk_create_messages, "send_bulk", lambda auth, body, deadline=0: sent.append(body) or answer)
+    monkeypatch.setattr(wait_for_bulk_results, "read_outcomes", lambda *a, **k: None)  # not done yet
+    monkeypatch.setattr(create_message, "message_id_by_external_id", lambda *a, **k: None)
+    step = load_step(monkeypatch, "send_group", stored)
+    step.FIRST_LOOK_AFTER, step.END_BY = 0.0, 3.0
+    step.main({"apiKey": "k"}, "imp", [0, 1])
+    step.main({"apiKey": "k"}, "imp", [0, 1])  # run again: the batch may exist, so it is not sent again
+    written = json.loads(stored["kustomer_import/imp/state-0.json"])
+    assert written["state"] == state
+    assert all(outcome == "unknown" for _, outcome, _ in written.get("outcomes", []))
+    assert len(sent) == 1
+    assert "\x1b" not in json.dumps(written, ensure_ascii=False)
 
 
 @pytest.mark.parametrize(
@@ -483,44 +438,13 @@ def test_a_2xx_bulk_answer_of_any_shape_is_never_not_sent_and_the_report_stands(
 def test_a_confirmation_with_odd_items_accounts_for_every_message(monkeypatch: pytest.MonkeyPatch, items: Any) -> None:
     import wait_for_bulk_results
 
-    sent: dict[str, Any] = {"outcome": "accepted", "bulk_id": "5f0c1a2b3c4d5e6f7a8b9c0d"}
-    sent["messages"] = [[0, None, None], [1, None, "e1"]]
-    stored = {"run/sent-0.json": json.dumps(sent).encode()}
-    monkeypatch.setattr(wait_for_bulk_results, "main", lambda *a, **k: {"items": items})
-    confirm = load_step(monkeypatch, "confirm_batch", stored)
-    counts = confirm.main({"apiKey": "k"}, "run", 0)
-    lines = [json.loads(line) for line in stored["run/outcome-0.jsonl"].splitlines()]
-    assert [line[0] for line in lines] == [0, 1]  # every position, once
+    accepted = {"state": "accepted", "bulk_id": "5f0c1a2b3c4d5e6f7a8b9c0d", "at": 0}
+    accepted["messages"] = [[0, None, None, None], [1, None, "e1", None]]
+    stored = stored_batch(BATCH, accepted)
+    monkeypatch.setattr(wait_for_bulk_results, "read_outcomes", lambda *a, **k: {"items": items})
+    step = load_step(monkeypatch, "send_group", stored)
+    counts = step.main({"apiKey": "k"}, "imp", [0, 1])
+    done = json.loads(stored["kustomer_import/imp/state-0.json"])
+    assert [line[0] for line in done["outcomes"]] == [0, 1]  # every position, once
     assert counts["created"] + counts["unknown"] == 2
     assert counts["not_sent"] == 0  # it was accepted: never "not sent"
-
-
-@pytest.mark.parametrize(
-    ("created_at", "given"),
-    [
-        ("2024-05-01T12:30:00.123Z", "2024-05-01T12:30:00.123Z"),
-        ("2024-05-01 12:30:00,5+05", "2024-05-01 12:30:00,5+05"),  # another form the waiter reads
-        ("2024-13-45T99:99:99Z", ""),  # date-shaped, but no moment: not used
-        ("tomorrow", ""),
-        (17, ""),
-    ],
-    ids=["usable", "another-form", "no-such-moment", "not-a-date", "a-number"],
-)
-def test_a_created_at_the_waiter_cannot_read_is_ignored_not_a_failed_confirmation(
-    monkeypatch: pytest.MonkeyPatch, created_at: Any, given: str
-) -> None:
-    import wait_for_bulk_results
-
-    sent = {"outcome": "accepted", "bulk_id": "5f0c1a2b3c4d5e6f7a8b9c0d", "submitted_at": created_at}
-    sent["messages"] = [[0, None, None]]
-    stored = {"run/sent-0.json": json.dumps(sent).encode()}
-    calls: list[dict[str, Any]] = []
-
-    def confirmed(*args: Any, **kwargs: Any) -> dict[str, Any]:
-        calls.append(kwargs)
-        return {"items": [{"_clientRef": "position-0", "status": "created", "id": "6a" * 12}]}
-
-    monkeypatch.setattr(wait_for_bulk_results, "main", confirmed)
-    confirm = load_step(monkeypatch, "confirm_batch", stored)
-    assert confirm.main({"apiKey": "k"}, "run", 0)["created"] == 1
-    assert calls[0]["submitted_at"] == given

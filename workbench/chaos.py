@@ -29,14 +29,18 @@ class FlowCancelled(Exception):  # noqa: N818  # what happened, not an error of 
     """The flow run was cancelled (or its worker lost) at the chosen event: no later step runs."""
 
 
+Point = int | tuple[str, int]  # the n-th event of the run, or the n-th (from 1) whose text holds a piece
+
+
 @dataclass
 class Chaos:
-    cancel_at: int | None = None
-    restart_at: int | None = None
+    cancel_at: Point | None = None
+    restart_at: Point | None = None
     storage_errors: dict[str, int] = field(default_factory=dict)  # a piece of the event's text -> 500s left
     events: list[str] = field(default_factory=list)
     cancelled: bool = False
     restarts: int = 0  # jobs killed for a restart, not yet run again
+    restarted: int = 0  # jobs run again after a restart
     processes: set[subprocess.Popen[Any]] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -44,16 +48,22 @@ class Chaos:
         """A job's request happened: the chosen fault, if this is its event."""
         with self.lock:
             self.events.append(what)
-            number = len(self.events) - 1
-            if number == self.cancel_at:
+            if self._is(self.cancel_at, what):
                 self.cancelled = True
-            elif number == self.restart_at:
+            elif self._is(self.restart_at, what):
                 self.restarts += 1
             else:
                 return
             running = list(self.processes)
         for process in running:  # one job runs at a time in this project's flow: it is the one killed
             process.kill()
+
+    def _is(self, point: Point | None, what: str) -> bool:
+        if isinstance(point, int):
+            return len(self.events) - 1 == point
+        if point is None or point[0] not in what:
+            return False
+        return sum(point[0] in e for e in self.events) == point[1]
 
     def storage_error(self, what: str) -> bool:
         """Whether this storage request answers 500."""
@@ -84,5 +94,6 @@ class Chaos:
                 return "cancel"
             if self.restarts:
                 self.restarts -= 1
+                self.restarted += 1
                 return "restart"
         return ""

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import tempfile
 import threading
 import uuid
@@ -47,7 +48,7 @@ class WindmillStorage:
         self.bytes_read = 0
         self.requests = 0  # object reads, writes and deletes
         self.lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self.server = _Server(("127.0.0.1", 0), _Handler)
         self.server.daemon_threads = True
         self.server.storage = self  # type: ignore[attr-defined]
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -92,6 +93,13 @@ class WindmillStorage:
         path = self.path_of(key)
         assert path is not None, f"not a storage key: {key!r}"
         return path.read_bytes()
+
+
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A job killed mid-request (a played fault) drops its connection: nothing to report."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -155,7 +163,7 @@ class _Handler(BaseHTTPRequestHandler):
         with self.storage.lock:
             self.storage.bytes_written += len(data)
             self.storage.requests += 1
-        self._event(f"storage POST {key}")
+        self._event(f"storage POST {key} {data[:40].decode(errors='replace')}")
         self._answer(200, json.dumps({"file_key": key}).encode(), "application/json")
 
     def do_DELETE(self) -> None:
@@ -202,14 +210,14 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.storage.path_of(key)
         if self._fault(f"storage GET {key}"):
             return
-        if path is None or not path.is_file():
-            self._answer(404, b"file not found in the workspace storage")
-            return
-        data = path.read_bytes()
+        data = path.read_bytes() if path is not None and path.is_file() else None
         with self.storage.lock:
-            self.storage.bytes_read += len(data)
+            self.storage.bytes_read += len(data or b"")
             self.storage.requests += 1
         self._event(f"storage GET {key}")
+        if data is None:
+            self._answer(404, b"file not found in the workspace storage")
+            return
         self.send_response(200)
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Content-Length", str(len(data)))

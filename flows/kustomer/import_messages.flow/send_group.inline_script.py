@@ -12,9 +12,11 @@ first and written before each step that changes Kustomer.
 
 - new: the state becomes `sending`, then the bulk request goes out. Its answer makes it `accepted`
   (with the operation's id) or `done` (not sent, or refused whole: nothing of it was created).
-- sending: an earlier run may have sent it and lost the answer. It is never sent again: each message
-  with an `externalId` is looked up, and counts as created when Kustomer has it; the others stay
-  unknown (each run looks again for those with an `externalId`).
+- sending: an earlier run may have sent it and lost the answer. It is never sent again on a guess:
+  each message with an `externalId` is looked up; found is created, and not found by a lookup made
+  SETTLED seconds after the request is not created. A batch none of whose messages exists by then
+  never reached Kustomer (or Kustomer dropped it): it is sent again, once. Messages without an
+  `externalId` stay unknown, with what to check.
 - accepted: the operation is read (one read, once it has had time to finish) and each message's
   outcome written: the state becomes `done`.
 - done: nothing to do.
@@ -45,7 +47,10 @@ from f.kustomer import wait_for_bulk_results as waiter
 SEND_UNTIL = 660.0  # seconds into the job: no send starts later
 END_BY = 780.0  # seconds into the job: no request runs later (Cloud ends a job at 900 s)
 WORKERS = 8  # requests in flight at once
-FIRST_LOOK_AFTER = waiter.FIRST_LOOK_AFTER  # seconds after an operation is submitted: most are done by then
+# Seconds after an operation is submitted before its first read: most are done by then, so one read
+# confirms it. A worker may set it (WHITELIST_ENVS); the workbench's tests do, against a sandbox
+# whose operations take a fraction of a second.
+FIRST_LOOK_AFTER = float(os.environ.get("KUSTOMER_IMPORT_FIRST_LOOK_SECONDS") or waiter.FIRST_LOOK_AFTER)
 LOOK_AGAIN_MAX = 30.0  # seconds between looks at an operation not done yet: 2, 4, 8 ... up to this
 LEASE_CHECK_EVERY = 30.0  # seconds: how stale this job's knowledge of the import's lease may get
 NOTHING_SENT = (bulk.KustomerInputError, bulk.KustomerConnectionError, bulk.KustomerRateLimitError)
@@ -122,7 +127,8 @@ class GroupJob:
                     if self.elapsed() > SEND_UNTIL or not self.lease_is_ours():
                         self.left += 1
                         continue
-                    self.start(pool, self.send, batch)
+                    again = bool(state.get("sent_again"))
+                    self.start(pool, lambda n, again=again: self.send(n, again), batch)
                 elif kind == "accepted":
                     self.schedule(0.0, batch, "confirm")
                 elif kind == "sending":
@@ -199,13 +205,16 @@ class GroupJob:
 
     # -- the three things done to a batch --
 
-    def send(self, batch: int) -> None:
+    def send(self, batch: int, again: bool = False) -> None:
         content = json.loads(_must(load(batch_key(self.import_id, batch)), batch_key(self.import_id, batch)))
         positions, messages = content["positions"], tagged(content["positions"], content["messages"])
         refs = [_ref(p, m) for p, m in zip(positions, messages, strict=True)]
         where = f"Batch {batch + 1} ({len(messages)} messages from messages[{positions[0]}])"
         key = state_key(self.import_id, batch)
-        save_json(key, {"state": "sending", "run": self.run_id, "at": time.time(), "messages": refs})
+        sending = {"state": "sending", "run": self.run_id, "at": time.time(), "messages": refs}
+        if again:
+            sending["sent_again"] = True
+        save_json(key, sending)
         self.pacer.wait_turn()
         try:
             answer = bulk.send_bulk(self.auth, messages, deadline=self.deadline)
@@ -222,19 +231,19 @@ class GroupJob:
         except Exception as error:  # sent, or maybe sent: never "not sent"
             status = getattr(error, "status", None)
             why = f"the bulk request got {status}" if status else _first(str(error))
-            save_json(key, {"state": "sending", "run": self.run_id, "why": why, "messages": refs})
-            print(f"{where}: outcome unknown ({why}); its messages will be looked up, never sent again.")
+            save_json(key, {**sending, "why": why})
+            print(f"{where}: outcome unknown ({why}); its messages will be looked up, never sent again on a guess.")
             self.schedule(FIRST_LOOK_AFTER, batch, "resolve")
             return
         data = answer.get("data") if isinstance(answer, dict) else None
         bulk_id = data.get("id") if isinstance(data, dict) else None
         if not (isinstance(bulk_id, str) and re.fullmatch(r"[0-9a-fA-F]{24}", bulk_id)):  # else it is not Kustomer's
             why = "Kustomer accepted the request but gave no usable operation id"
-            save_json(key, {"state": "sending", "run": self.run_id, "why": why, "messages": refs})
-            print(f"{where}: outcome unknown ({why}); its messages will be looked up, never sent again.")
+            save_json(key, {**sending, "why": why})
+            print(f"{where}: outcome unknown ({why}); its messages will be looked up, never sent again on a guess.")
             self.schedule(FIRST_LOOK_AFTER, batch, "resolve")
             return
-        save_json(key, {"state": "accepted", "bulk_id": bulk_id, "messages": refs})
+        save_json(key, {**sending, "state": "accepted", "bulk_id": bulk_id})
         print(f"{where}: accepted as bulk operation {bulk_id}.")
         self.schedule(FIRST_LOOK_AFTER, batch, "confirm")
 
@@ -249,7 +258,7 @@ class GroupJob:
             looks = self.looks[batch] = self.looks.get(batch, 0) + 1
             if isinstance(error, waiter.KustomerAPIError) and error.status == 404:  # Kustomer forgot it
                 why = f"bulk operation {bulk_id} cannot be read (404)"
-                save_json(key, {"state": "sending", "run": self.run_id, "why": why, "messages": refs})
+                save_json(key, {**state, "state": "sending", "why": why})
                 self.schedule(0.0, batch, "resolve")
             elif looks >= 5:
                 print(
@@ -283,11 +292,17 @@ class GroupJob:
         self.finish(key, batch, {"bulk_id": bulk_id, "outcomes": outcomes}, f"Batch {batch + 1}: confirmed")
 
     def resolve(self, batch: int) -> None:
-        """A batch that may have gone out: each message with an externalId is looked up; found means created."""
+        """A batch that may have gone out: each message with an externalId is looked up. Found means
+        created; not found by a lookup made SETTLED seconds after the request may have gone out means
+        not created. When none of the batch exists by then (and every message could be looked up), it
+        never reached Kustomer, or Kustomer dropped it: it is sent again, once."""
         key = state_key(self.import_id, batch)
         state = load_json(key)
+        refs = state["messages"]
         found: dict[str, str] = state.get("found", {})
-        for position, _, external, conversation in state["messages"]:
+        settled = time.time() - state.get("at", 0) >= SETTLED
+        absent: set[int] = set()
+        for position, _, external, conversation in refs:
             if external and str(position) not in found and time.time() < self.deadline - 5:
                 self.pacer.wait_turn()
                 try:
@@ -297,25 +312,35 @@ class GroupJob:
                     break
                 if message_id:
                     found[str(position)] = message_id
-        why = state.get("why") or "the run that sent it stopped before its answer was noted"
-        looked = [p for p, _, external, _ in state["messages"] if external]
-        if all(str(p) in found for p in looked):  # nothing more a lookup can prove: final
-            outcomes = []
-            for position, ref, external, _ in state["messages"]:
-                rest = _named(ref, external)
-                if str(position) in found:
-                    outcomes.append([position, "created", {**rest, "id": found[str(position)]}])
-                else:
-                    rest.update(why=f"outcome unknown: {why}", check=_check(None, batch))
-                    outcomes.append([position, "unknown", rest])
-            self.finish(key, batch, {"outcomes": outcomes}, f"Batch {batch + 1}: resolved by lookups")
-        else:
+                elif settled:
+                    absent.add(position)
+        looked = {p for p, _, external, _ in refs if external}
+        if looked != set(map(int, found)) | absent:  # some not looked up, or too early to tell: next time
             save_json(key, {**state, "found": found})
-            missing = len(looked) - sum(str(p) in found for p in looked)
             print(
-                f"Batch {batch + 1}: {len(found)} of its messages found by externalId, {missing} not (yet): they "
-                "stay unknown, never sent again; the next run looks them up again."
+                f"Batch {batch + 1}: {len(found)} of its messages found by externalId, {len(looked) - len(found)} "
+                "not (yet): they stay unknown, never sent again on a guess; the next run looks them up again."
             )
+            return
+        if absent == looked == {p for p, *_ in refs} and not state.get("sent_again"):
+            save_json(key, {"state": "new", "sent_again": True})
+            print(f"Batch {batch + 1}: none of its messages exists {SETTLED:.0f} s after its request: sent again.")
+            if self.elapsed() < SEND_UNTIL and self.lease_is_ours():
+                self.send(batch, again=True)
+            return
+        why = state.get("why") or "the run that sent it stopped before its answer was noted"
+        outcomes = []
+        for position, ref, external, _ in refs:
+            rest = _named(ref, external)
+            if str(position) in found:
+                outcomes.append([position, "created", {**rest, "id": found[str(position)]}])
+            elif position in absent:
+                rest["why"] = f"not created: not found by its externalId {SETTLED / 60:.0f} minutes after its request"
+                outcomes.append([position, "failed", rest])
+            else:
+                rest.update(why=f"outcome unknown: {why}", check=_check(None, batch))
+                outcomes.append([position, "unknown", rest])
+        self.finish(key, batch, {"outcomes": outcomes}, f"Batch {batch + 1}: resolved by lookups")
 
     def finish(self, key: str, batch: int, done: dict[str, Any], said: str) -> None:
         state = {"state": "done", **done}
@@ -381,7 +406,11 @@ def _must(data: bytes | None, key: str) -> bytes:
 #                       done (every message's outcome); kept until the import is finished
 #   report.jsonl, retry.jsonl, unknown.jsonl, invalid.jsonl   the report files
 
-STORE_TRIES = 6  # tries of one storage read or write, 0.5 s then doubling between them: about 15 s in all
+# Seconds after a request that may have gone out before "not found by its externalId" counts as "not
+# created": Kustomer's guide has a bulk operation done in seconds, and one still queued this long after
+# its request could be created twice. A worker may set it (WHITELIST_ENVS); the workbench's tests do.
+SETTLED = float(os.environ.get("KUSTOMER_IMPORT_SETTLED_SECONDS") or 900.0)
+STORE_TRIES = 5  # tries of one storage read or write, 0.5 s then doubling between them: 7.5 s in all
 
 
 class ImportStorageError(Exception):
@@ -414,7 +443,8 @@ def load(key: str) -> bytes | None:
                 return None
             raise
 
-    return _tried(once, f"read {key}")
+    found: bytes | None = _tried(once, f"read {key}")
+    return found
 
 
 def load_json(key: str) -> Any:
