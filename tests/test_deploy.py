@@ -77,10 +77,11 @@ def test_scripts_arrive_with_code_summary_description_schema_and_lock() -> None:
         assert sent["schema"] == meta["schema"]
         assert sent["lock"] == (SCRIPTS / f"{name}.script.lock").read_text()
     flow = body_of(standin, "/flows/create", "f/kustomer/import_messages")
-    prepare, send, confirm, _ = flow["value"]["modules"]
+    prepare, send, _ = flow["value"]["modules"]
     assert prepare["value"]["content"] == (FLOWS / "import_messages.flow" / "prepare.inline_script.py").read_text()
-    assert "from f.kustomer import bulk_create_messages" in send["value"]["modules"][0]["value"]["content"]
-    assert "from f.kustomer import wait_for_bulk_results" in confirm["value"]["modules"][0]["value"]["content"]
+    sender = send["value"]["modules"][0]["value"]["content"]
+    for script in ("bulk_create_messages", "wait_for_bulk_results", "create_message"):
+        assert f"from f.kustomer import {script} as " in sender
 
 
 def test_an_existing_folder_is_left_as_it_is() -> None:
@@ -100,9 +101,9 @@ def test_another_folder_moves_every_path_and_reference() -> None:
         "f/cx/import_messages",
     ]
     flow = body_of(standin, "/flows/create", "f/cx/import_messages")
-    send, confirm = flow["value"]["modules"][1:3]
-    assert "from f.cx import bulk_create_messages" in send["value"]["modules"][0]["value"]["content"]
-    assert "from f.cx import wait_for_bulk_results" in confirm["value"]["modules"][0]["value"]["content"]
+    sender = flow["value"]["modules"][1]["value"]["modules"][0]["value"]["content"]
+    assert "from f.cx import bulk_create_messages" in sender
+    assert "from f.cx import wait_for_bulk_results" in sender
     assert "f/kustomer/" not in str(flow)
     assert "f.kustomer" not in str(flow)
 

@@ -412,7 +412,12 @@ def test_a_2xx_bulk_answer_of_any_shape_is_never_not_sent_and_never_sent_again(
 
     stored = stored_batch(BATCH)
     sent: list[Any] = []
-    monkeypatch.setattr(bulk_create_messages, "send_bulk", lambda auth, body, deadline=0: sent.append(body) or answer)
+
+    def send_bulk(auth: Any, body: Any, deadline: float = 0) -> Any:
+        sent.append(body)
+        return answer
+
+    monkeypatch.setattr(bulk_create_messages, "send_bulk", send_bulk)
     monkeypatch.setattr(wait_for_bulk_results, "read_outcomes", lambda *a, **k: None)  # not done yet
     monkeypatch.setattr(create_message, "message_id_by_external_id", lambda *a, **k: None)
     step = load_step(monkeypatch, "send_group", stored)

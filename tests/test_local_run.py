@@ -207,8 +207,8 @@ def test_cli_imports_a_file_through_the_workspace_storage_and_streams_each_steps
     assert json.loads(done.stdout)["counts"]["created"] == 3
     assert "uploaded examples/history.jsonl" in done.stderr
     assert "[prepare] Checked 3 messages" in done.stderr
-    assert re.search(r"\[send_batch #0\] Batch 1 of 1 \(3 messages from messages\[0\]\): accepted", done.stderr)
-    assert "[confirm] 1 of 1 done" in done.stderr
+    assert re.search(r"\[send_group #0\] Batch 1 \(3 messages from messages\[0\]\): accepted", done.stderr)
+    assert "[send] 1 of 1 done" in done.stderr
 
 
 def test_a_failed_import_saves_its_report_and_prints_the_command_that_resumes_it(tmp_path: Path) -> None:

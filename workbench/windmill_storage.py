@@ -26,6 +26,7 @@ import shutil
 import sys
 import tempfile
 import threading
+import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -47,6 +48,7 @@ class WindmillStorage:
         self.bytes_written = 0
         self.bytes_read = 0
         self.requests = 0  # object reads, writes and deletes
+        self.busy = 0.0  # seconds spent answering them
         self.lock = threading.Lock()
         self.server = _Server(("127.0.0.1", 0), _Handler)
         self.server.daemon_threads = True
@@ -140,6 +142,17 @@ class _Handler(BaseHTTPRequestHandler):
         if chaos is not None:
             chaos.event(what)
 
+    def handle_one_request(self) -> None:
+        self.started = 0.0
+        super().handle_one_request()
+        if self.started:  # once the request line came: the time to answer, not the connection's idle wait
+            with self.storage.lock:
+                self.storage.busy += time.perf_counter() - self.started
+
+    def parse_request(self) -> bool:
+        self.started = time.perf_counter()
+        return super().parse_request()
+
     def do_POST(self) -> None:
         routed = self._route()
         if routed is None:
@@ -153,7 +166,10 @@ class _Handler(BaseHTTPRequestHandler):
         if path is None:
             self._answer(400, b"invalid file_key")
             return
-        data = b"".join(self._body_chunks())
+        data = self._body()
+        if data is None:
+            self.close_connection = True
+            return
         if self._fault(f"storage POST {key}"):
             return
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -225,22 +241,32 @@ class _Handler(BaseHTTPRequestHandler):
         for start in range(0, len(data), _CHUNK):
             self.wfile.write(data[start : start + _CHUNK])
 
-    def _body_chunks(self) -> Any:
+    def _body(self) -> bytes | None:
+        """The whole upload, or None when the client went away before its end: as with S3, an upload
+        cut short stores nothing (a job killed while it writes leaves the object as it was)."""
+        parts = []
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
             while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                line = self.rfile.readline()
+                if not line.strip():
+                    return None
+                size = int(line.split(b";")[0].strip(), 16)
                 if size == 0:
                     self.rfile.readline()
-                    return
-                yield self.rfile.read(size)
+                    return b"".join(parts)
+                chunk = self.rfile.read(size)
+                if len(chunk) < size:
+                    return None
+                parts.append(chunk)
                 self.rfile.readline()
         remaining = int(self.headers.get("Content-Length") or 0)
         while remaining > 0:
             chunk = self.rfile.read(min(_CHUNK, remaining))
             if not chunk:
-                return
+                return None
             remaining -= len(chunk)
-            yield chunk
+            parts.append(chunk)
+        return b"".join(parts)
 
     def _answer(self, status: int, body: bytes, kind: str = "text/plain") -> None:
         self.send_response(status)

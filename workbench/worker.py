@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -226,6 +227,7 @@ def run_job(
         env.update(reserved)
         if workspace.base_url:
             env.update({"BASE_INTERNAL_URL": workspace.base_url, "WM_BASE_URL": workspace.base_url})
+        started = time.monotonic()
         try:
             while True:  # a job killed for a zombie restart runs again from the start, as Windmill's monitor does
                 command = [sys.executable, "-u", "-m", "wrapper"]
@@ -244,7 +246,7 @@ def run_job(
         peak_kb = int(peak_file.read_text() or 0) if peak_file.exists() else 0
     if workspace.cloud and len(output.encode()) > CLOUD_SCRIPT_RESULT_BYTES:
         return _failed(workspace, given, {"message": TOO_LARGE, "name": "ExecutionErr"}, logs)
-    workspace.record(given, len(output.encode()), workspace_path, peak_kb)
+    workspace.record(given, len(output.encode()), workspace_path, peak_kb, time.monotonic() - started)
     return JobResult(exit_code, json.loads(output), output, logs)
 
 

@@ -63,6 +63,7 @@ class Workspace:
     jobs: int = 0
     python_jobs: int = 0
     peak_kb: dict[str, int] = field(default_factory=dict)  # the largest peak memory of each script, by path
+    longest: dict[str, float] = field(default_factory=dict)  # the longest run of each script, in seconds, by path
     tokens: set[str] = field(default_factory=set)
     flow_runs: dict[str, bool] = field(default_factory=dict)  # root flow job id -> still running
     chaos: Chaos | None = None  # the faults to play (workbench/chaos.py)
@@ -74,8 +75,8 @@ class Workspace:
             self.tokens.add(token)
         return token
 
-    def record(self, args: Any, result_bytes: int, script: str = "", peak_kb: int = 0) -> None:
-        """A job's arguments and result are stored: count them (and a Python job's peak memory)."""
+    def record(self, args: Any, result_bytes: int, script: str = "", peak_kb: int = 0, seconds: float = 0.0) -> None:
+        """A job's arguments and result are stored: count them (and a Python job's peak memory and time)."""
         size = len(json.dumps(args, separators=(",", ":"), default=str)) + result_bytes
         with self._lock:
             self.stored_bytes += size
@@ -84,6 +85,7 @@ class Workspace:
             if script:
                 self.python_jobs += 1
                 self.peak_kb[script] = max(self.peak_kb.get(script, 0), peak_kb)
+                self.longest[script] = max(self.longest.get(script, 0.0), seconds)
 
     def interpolate(self, args: dict[str, Any], reserved: dict[str, str]) -> dict[str, Any]:
         """The job's arguments as the worker hands them to `main`."""

@@ -28,6 +28,7 @@ requests by END_BY, inside Cloud's 900 s per job: what it leaves, the next run d
 each batch's fate; its result is a few counts.
 """
 
+import functools
 import heapq
 import json
 import os
@@ -112,6 +113,7 @@ class GroupJob:
         self.lease_checked = -LEASE_CHECK_EVERY
         self.lease_lost = False
         self.looks: dict[int, int] = {}
+        self.states: dict[int, dict[str, Any]] = {}  # what this job last read or wrote of a batch it works on
 
     # -- the job's loop: sends in order, confirmations and lookups as they fall due --
 
@@ -127,12 +129,11 @@ class GroupJob:
                     if self.elapsed() > SEND_UNTIL or not self.lease_is_ours():
                         self.left += 1
                         continue
-                    again = bool(state.get("sent_again"))
-                    self.start(pool, lambda n, again=again: self.send(n, again), batch)
+                    self.start(pool, functools.partial(self.send, again=bool(state.get("sent_again"))), batch)
                 elif kind == "accepted":
-                    self.schedule(0.0, batch, "confirm")
+                    self.schedule(0.0, batch, "confirm", state)
                 elif kind == "sending":
-                    self.schedule(0.0, batch, "resolve")
+                    self.schedule(0.0, batch, "resolve", state)
                 elif kind == "done":
                     self.tally(state)
                 else:
@@ -155,8 +156,9 @@ class GroupJob:
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
-    def schedule(self, delay: float, batch: int, action: str) -> None:
+    def schedule(self, delay: float, batch: int, action: str, state: dict[str, Any]) -> None:
         with self.lock:
+            self.states[batch] = state
             heapq.heappush(self.due, (time.monotonic() + delay, batch, action))
             self.lock.notify_all()
 
@@ -231,25 +233,27 @@ class GroupJob:
         except Exception as error:  # sent, or maybe sent: never "not sent"
             status = getattr(error, "status", None)
             why = f"the bulk request got {status}" if status else _first(str(error))
-            save_json(key, {**sending, "why": why})
+            lost = {**sending, "why": why}
+            save_json(key, lost)
             print(f"{where}: outcome unknown ({why}); its messages will be looked up, never sent again on a guess.")
-            self.schedule(FIRST_LOOK_AFTER, batch, "resolve")
+            self.schedule(FIRST_LOOK_AFTER, batch, "resolve", lost)
             return
         data = answer.get("data") if isinstance(answer, dict) else None
         bulk_id = data.get("id") if isinstance(data, dict) else None
         if not (isinstance(bulk_id, str) and re.fullmatch(r"[0-9a-fA-F]{24}", bulk_id)):  # else it is not Kustomer's
-            why = "Kustomer accepted the request but gave no usable operation id"
-            save_json(key, {**sending, "why": why})
-            print(f"{where}: outcome unknown ({why}); its messages will be looked up, never sent again on a guess.")
-            self.schedule(FIRST_LOOK_AFTER, batch, "resolve")
+            lost = {**sending, "why": "Kustomer accepted the request but gave no usable operation id"}
+            save_json(key, lost)
+            print(f"{where}: outcome unknown ({lost['why']}); its messages will be looked up, never sent on a guess.")
+            self.schedule(FIRST_LOOK_AFTER, batch, "resolve", lost)
             return
-        save_json(key, {**sending, "state": "accepted", "bulk_id": bulk_id})
+        accepted = {**sending, "state": "accepted", "bulk_id": bulk_id}
+        save_json(key, accepted)
         print(f"{where}: accepted as bulk operation {bulk_id}.")
-        self.schedule(FIRST_LOOK_AFTER, batch, "confirm")
+        self.schedule(FIRST_LOOK_AFTER, batch, "confirm", accepted)
 
     def confirm(self, batch: int) -> None:
         key = state_key(self.import_id, batch)
-        state = load_json(key)
+        state = self.states[batch]
         refs, bulk_id = state["messages"], state["bulk_id"]
         self.pacer.wait_turn()
         try:
@@ -257,21 +261,22 @@ class GroupJob:
         except Exception as error:
             looks = self.looks[batch] = self.looks.get(batch, 0) + 1
             if isinstance(error, waiter.KustomerAPIError) and error.status == 404:  # Kustomer forgot it
-                why = f"bulk operation {bulk_id} cannot be read (404)"
-                save_json(key, {**state, "state": "sending", "why": why})
-                self.schedule(0.0, batch, "resolve")
+                forgotten = {**state, "state": "sending", "why": f"bulk operation {bulk_id} cannot be read (404)"}
+                save_json(key, forgotten)
+                self.schedule(0.0, batch, "resolve", forgotten)
             elif looks >= 5:
                 print(
                     f"Batch {batch + 1}: bulk operation {bulk_id} cannot be read ({_first(str(error))}); "
                     "the next run reads it again."
                 )
-                self.left += 1
+                with self.lock:
+                    self.left += 1
             else:
-                self.schedule(min(LOOK_AGAIN_MAX, 2.0**looks), batch, "confirm")
+                self.schedule(min(LOOK_AGAIN_MAX, 2.0**looks), batch, "confirm", state)
             return
         if report is None:
             looks = self.looks[batch] = self.looks.get(batch, 0) + 1
-            self.schedule(min(LOOK_AGAIN_MAX, 2.0**looks), batch, "confirm")
+            self.schedule(min(LOOK_AGAIN_MAX, 2.0**looks), batch, "confirm", state)
             return
         listed = report.get("items") if isinstance(report, dict) else None
         items = {  # only text refs can be ours: anything else in Kustomer's answer is no match
@@ -297,7 +302,7 @@ class GroupJob:
         not created. When none of the batch exists by then (and every message could be looked up), it
         never reached Kustomer, or Kustomer dropped it: it is sent again, once."""
         key = state_key(self.import_id, batch)
-        state = load_json(key)
+        state = self.states[batch]
         refs = state["messages"]
         found: dict[str, str] = state.get("found", {})
         settled = time.time() - state.get("at", 0) >= SETTLED
