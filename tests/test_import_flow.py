@@ -240,15 +240,15 @@ def test_a_json_array_file_is_read_as_the_same_messages(workspace: Any) -> None:
     assert [{k: v for k, v in m.items() if k != "_clientRef"} for m in sent] == given
 
 
-def test_a_file_import_of_20000_with_failures_and_a_lost_batch_accounts_for_every_position_and_resumes(
+def test_a_file_import_of_5000_with_failures_and_a_lost_batch_accounts_for_every_position_and_resumes(
     workspace: Any,
 ) -> None:
     ws, storage = workspace
-    given = messages(20_000)
-    for i in range(0, 20_000, 997):
+    given = messages(5_000)
+    for i in range(0, 5_000, 397):
         given[i]["preview"] = TEMPTING[i % 5]
     storage.put("uploads/history.jsonl", jsonl(given))
-    all_refs = {f"position-{i}" for i in range(20_000)}
+    all_refs = {f"position-{i}" for i in range(5_000)}
     with Sandbox(item_failure_rate=0.01, seed=5, bulk_seconds=0.2) as box:
         box.configure(fault="applied_503", fault_count=1)  # the first bulk request: applied, then 503
         first = run(ws, auth=auth(box), messages_file={"s3": "uploads/history.jsonl"})
@@ -261,15 +261,15 @@ def test_a_file_import_of_20000_with_failures_and_a_lost_batch_accounts_for_ever
         assert len(first.output) < 100_000  # the error (and its report) stays far under Cloud's 2 MB
         assert ws.largest_result < 100_000
         report = read_jsonl(storage, extra["report_file"])
-        assert [e["position"] for e in report] == list(range(20_000))
+        assert [e["position"] for e in report] == list(range(5_000))
         by_outcome: dict[str, set[str]] = {}
         for entry in report:
             by_outcome.setdefault(entry["outcome"], set()).add(entry["_clientRef"])
         assert by_outcome["unknown"] == lost_refs
         assert by_outcome["failed"] == all_refs - lost_refs - set(created_first)
         assert by_outcome["created"] == set(created_first) - lost_refs
-        assert 100 <= len(by_outcome["failed"]) <= 300  # about 1% of 19,900
-        assert extra["counts"]["messages"] == 20_000
+        assert 20 <= len(by_outcome["failed"]) <= 90  # about 1% of 4,900
+        assert extra["counts"]["messages"] == 5_000
         assert len(extra["not_created"]) == 100
         unknown = read_jsonl(storage, extra["unknown_file"])
         assert {e["_clientRef"] for e in unknown} == lost_refs

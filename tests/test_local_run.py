@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from import_runs import QUICK_STEPS
 
 from workbench.sandbox import Sandbox
 from workbench.worker import ROOT, run_job
@@ -90,10 +91,11 @@ def test_an_exception_becomes_windmills_error_object_and_exit_code_1(probe: Path
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("KUSTOMER_")}
+    quick = {"WHITELIST_ENVS": ",".join(QUICK_STEPS), **QUICK_STEPS}  # the import's waits, for a sandbox
     return subprocess.run(
         [str(BIN / "local-run"), *args],
         cwd=ROOT,
-        env={**base, **(env or {})},
+        env={**base, **quick, **(env or {})},
         capture_output=True,
         text=True,
         timeout=60,

@@ -244,7 +244,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _body(self) -> bytes | None:
         """The whole upload, or None when the client went away before its end: as with S3, an upload
         cut short stores nothing (a job killed while it writes leaves the object as it was)."""
-        parts = []
+        parts: list[bytes] = []
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
             while True:
                 line = self.rfile.readline()
