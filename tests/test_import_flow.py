@@ -453,3 +453,22 @@ def test_a_confirmation_with_odd_items_accounts_for_every_message(monkeypatch: p
     assert [line[0] for line in done["outcomes"]] == [0, 1]  # every position, once
     assert counts["created"] + counts["unknown"] == 2
     assert counts["not_sent"] == 0  # it was accepted: never "not sent"
+
+
+def test_a_long_jobs_calls_share_one_connection_and_a_scripts_own_calls_do_not() -> None:
+    """The import's jobs call Kustomer hundreds of times inside `reused_connections()`: one client, its
+    connection kept open. A script run alone makes its own client per call, closed at its end."""
+    import bulk_create_messages
+
+    with Sandbox() as box:
+        key = {"apiKey": "sandbox-key-0123456789", "baseUrl": box.url}
+        body = [{"channel": "chat", "app": "a"}]
+        with bulk_create_messages.reused_connections():
+            for _ in range(3):
+                bulk_create_messages.send_bulk(key, body)
+        for _ in range(2):
+            bulk_create_messages.main(key, body)
+        ports = [r["client_port"] for r in box.requests]
+    assert len(set(ports[:3])) == 1
+    assert len(set(ports[3:])) == 2
+    assert not set(ports[:3]) & set(ports[3:])

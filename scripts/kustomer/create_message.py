@@ -35,7 +35,7 @@ import ssl
 import threading
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, NotRequired, TypedDict
 from urllib.parse import quote
@@ -700,6 +700,26 @@ class RetryPolicy(NamedTuple):
 
 POLICY = RetryPolicy()
 
+# A job that calls Kustomer many times (the import flow's) does it inside `reused_connections()`:
+# every call of this module, from any thread, then shares one client per kind of host, its
+# connections kept open. Outside it each call has its own client, closed when the call ends.
+_REUSED: dict[tuple[bool, str, str], httpx.Client] | None = None
+_REUSED_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def reused_connections() -> Iterator[None]:
+    """Share one client, kept open, between the calls made inside this block (a long job's)."""
+    global _REUSED
+    _REUSED = {}
+    try:
+        yield
+    finally:
+        clients, _REUSED = _REUSED, None
+        for client in clients.values():
+            client.close()
+
+
 # KustomerError                      its text is what Windmill's result pane shows
 #  +-- KustomerInputError            the input is wrong: nothing was sent
 #  +-- KustomerConnectionError       Kustomer could not be reached (or a read got no answer): nothing was sent
@@ -924,6 +944,7 @@ class _Exchange:
         self.timer: threading.Timer | None = None
         self.lock = threading.Lock()  # the deadline acts only while its attempt lasts
         self.waited = 0.0
+        self.timeout = httpx.Timeout(self.policy.read_timeout, connect=self.policy.connect_timeout)
 
     # -- the layers, from the outside in --
 
@@ -970,13 +991,23 @@ class _Exchange:
             return None
         return wait
 
-    def client(self) -> httpx.Client:
+    def client(self) -> contextlib.AbstractContextManager[httpx.Client]:
+        """This call's client: its own, or the one `reused_connections()` shares (left open)."""
         connect = max(1.0, min(self.policy.connect_timeout, self.deadline - self.policy.clock()))
-        timeout = httpx.Timeout(self.policy.read_timeout, connect=connect)
-        trust = _trust(os.environ.get("SSL_CERT_FILE") or None, os.environ.get("SSL_CERT_DIR") or None)
-        try:  # loopback (a local sandbox) never goes through a proxy: the key would cross it in clear text
-            loopback = _is_loopback(self.url.host)
-            client = httpx.Client(timeout=timeout, follow_redirects=False, trust_env=not loopback, verify=trust)
+        self.timeout = httpx.Timeout(self.policy.read_timeout, connect=connect)
+        cafile, capath = os.environ.get("SSL_CERT_FILE") or "", os.environ.get("SSL_CERT_DIR") or ""
+        loopback = _is_loopback(self.url.host)  # a local sandbox never goes through a proxy: the key would cross it
+        if _REUSED is None:
+            return self.new_client(loopback, cafile, capath)
+        with _REUSED_LOCK:
+            if (loopback, cafile, capath) not in _REUSED:
+                _REUSED[(loopback, cafile, capath)] = self.new_client(loopback, cafile, capath)
+            return contextlib.nullcontext(_REUSED[(loopback, cafile, capath)])
+
+    def new_client(self, loopback: bool, cafile: str, capath: str) -> httpx.Client:
+        trust = _trust(cafile or None, capath or None)
+        try:
+            client = httpx.Client(timeout=self.timeout, follow_redirects=False, trust_env=not loopback, verify=trust)
             _freeze_once()  # httpx imports httpcore when it makes its first client
             return client
         except Exception as exc:  # a proxy setting that cannot be used: an unknown scheme, socks without socksio
@@ -998,7 +1029,12 @@ class _Exchange:
             headers["Content-Type"] = "application/json"
         try:
             request = client.build_request(
-                self.endpoint.method, self.url, content=content, headers=headers, extensions={"trace": self.trace}
+                self.endpoint.method,
+                self.url,
+                content=content,
+                headers=headers,
+                timeout=self.timeout,
+                extensions={"trace": self.trace},
             )
             response = client.send(request, stream=True)
             try:

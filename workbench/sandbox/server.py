@@ -263,6 +263,7 @@ class Handler(BaseHTTPRequestHandler):
             body = raw.decode("utf-8", "replace")
         record = {"method": self.command, "path": self.path, "headers": headers, "body": body, "status": None}
         record["at"] = time.time()
+        record["client_port"] = self.client_address[1]  # which connection: a kept-open one comes back
         self.state.journal(record)
         return {**record, "_raw": raw, "_journal": record}
 

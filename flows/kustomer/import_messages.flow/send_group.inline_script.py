@@ -72,7 +72,8 @@ def main(
         f"Group {number} of {groups}: batches {group[0] + 1} to {group[1]}, "
         + (f"at most {max_requests_per_minute} requests a minute." if max_requests_per_minute else "unpaced.")
     )
-    counts = job.run()
+    with bulk.reused_connections(), waiter.reused_connections(), lookup.reused_connections():
+        counts = job.run()  # each script's calls over one client, its connections kept open
     said = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in counts.items() if n) or "nothing to do"
     print(f"Group {number} of {groups} ends after {time.monotonic() - job.started:.0f} s: {said}.")
     return {"group": group, **counts}
