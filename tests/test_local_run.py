@@ -33,7 +33,8 @@ def main(name: str, count: int = 5, note: str | None = None, when: str = "today"
         raise Refused("no thanks", 418)
     return {"name": name, "count": count, "note": note, "when": when, "day": date(2026, 1, 2),
             "pid": os.getpid(), "leaked": os.environ.get("LOCAL_RUN_TEST_SECRET"),
-            "passed": {k: v for k, v in os.environ.items() if k.startswith("LOCAL_RUN_PASSED")}}
+            "passed": {k: v for k, v in os.environ.items() if k.startswith("LOCAL_RUN_PASSED")},
+            "proxies": {k: v for k, v in os.environ.items() if k.lower().endswith("_proxy")}}
 """
 
 
@@ -78,6 +79,31 @@ def test_only_what_the_workers_whitelist_envs_names_is_passed_on_exactly_as_name
     job = run_job(probe, {"name": "a"})
     assert job.result["passed"] == {"LOCAL_RUN_PASSED_A": "a-value", "LOCAL_RUN_PASSED_MISSING": ""}
     assert job.result["leaked"] is None
+
+
+@pytest.mark.parametrize(
+    ("worker", "job"),
+    [
+        (
+            {"https_proxy": "http://lower:3128", "HTTPS_PROXY": "http://upper:3128"},
+            {"HTTPS_PROXY": "http://lower:3128", "NO_PROXY": "localhost,127.0.0.1"},
+        ),
+        ({"HTTP_PROXY": "http://p:3128", "no_proxy": ".corp"}, {"HTTP_PROXY": "http://p:3128", "NO_PROXY": ".corp"}),
+        ({}, {}),
+    ],
+    ids=["lower-case-first-and-a-default-no-proxy", "no-proxy-kept", "none"],
+)
+def test_a_job_gets_the_workers_proxies_in_upper_case_only(
+    probe: Path, monkeypatch: pytest.MonkeyPatch, worker: dict[str, str], job: dict[str, str]
+) -> None:
+    """windmill-worker lib.rs PROXY_ENVS: each of NO_PROXY, HTTP_PROXY, HTTPS_PROXY read lower case
+    first, then upper case, passed upper case only; a proxy without NO_PROXY gets localhost,127.0.0.1."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    for name, value in worker.items():
+        monkeypatch.setenv(name, value)
+    assert run_job(probe, {"name": "a"}).result["proxies"] == job
 
 
 def test_an_exception_becomes_windmills_error_object_and_exit_code_1(probe: Path) -> None:
@@ -203,8 +229,8 @@ def test_cli_names_known_scripts_when_one_is_missing() -> None:
 # ---- the local workspace: files, the worker's interpolation, reports ----
 
 
-def test_cli_imports_a_file_through_the_workspace_storage_and_streams_each_steps_log() -> None:
-    done = run_cli("import_messages", "--file", "examples/history.jsonl", "--report-dir", "/tmp/local-run-reports")
+def test_cli_imports_a_file_through_the_workspace_storage_and_streams_each_steps_log(tmp_path: Path) -> None:
+    done = run_cli("import_messages", "--file", "examples/history.jsonl", "--report-dir", str(tmp_path))
     assert done.returncode == 0, done.stdout + done.stderr
     assert json.loads(done.stdout)["counts"]["created"] == 3
     assert "uploaded examples/history.jsonl" in done.stderr
@@ -230,7 +256,7 @@ def test_a_failed_import_saves_its_report_and_prints_the_command_that_resumes_it
         assert len(retry.read_text().splitlines()) == failed
         assert json.loads((retry.parent / "report.json").read_text())["counts"]["failed"] == failed
         sandbox.configure(item_failure_rate=0.0)
-        second = run_cli("import_messages", "--file", str(retry), env=env)
+        second = run_cli("import_messages", "--file", str(retry), "--report-dir", str(tmp_path / "r"), env=env)
         created = sandbox.created_by_ref
     assert second.returncode == 0, second.stdout
     assert set(created.values()) == {1}
@@ -286,3 +312,60 @@ def test_a_public_name_that_starts_like_a_loopback_address_is_no_local_server() 
     )
     assert "using the REAL Kustomer API at https://127.0.0.1.nip.io" in done.stderr
     assert "local server" not in done.stderr
+
+
+# ---- what local-run refuses before anything starts ----
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (
+            ["import_messages", "--data", '{"dryrun": true}'],
+            "local-run: import_messages has no input 'dryrun' (did you mean 'dry_run'?); its inputs are auth, "
+            "messages_file, messages, import_label, max_requests_per_minute, skip_invalid, dry_run. Nothing was run.",
+        ),
+        (
+            ["create_message", "--data", '{"body": {"channel": "chat"}, "bodyy": 1}'],
+            "local-run: create_message has no input 'bodyy' (did you mean 'body'?); its inputs are auth, body. "
+            "Nothing was run.",
+        ),
+        (
+            ["import_messages", "--file", "nothere.jsonl"],
+            "local-run: --file 'nothere.jsonl' is not a readable file; nothing was run",
+        ),
+    ],
+    ids=["a-misspelt-flow-input", "a-misspelt-script-argument", "a-missing-file"],
+)
+def test_a_wrong_argument_is_refused_in_one_line_before_anything_starts(args: list[str], said: str) -> None:
+    done = run_cli(*args)
+    assert done.returncode == 1
+    assert done.stderr.strip() == said
+    assert done.stdout == ""
+
+
+def test_an_import_refused_for_its_invalid_messages_saves_the_invalid_file(tmp_path: Path) -> None:
+    history = tmp_path / "history.jsonl"
+    lines = [{"channel": "fax", "app": "a", "preview": f"m{i}"} for i in range(25)]
+    history.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    done = run_cli("import_messages", "--file", str(history), "--report-dir", str(tmp_path / "r"))
+    assert done.returncode == 1
+    said = next(line for line in done.stderr.splitlines() if "every invalid message" in line)
+    invalid = Path(said.split(": ", 2)[2].split(";")[0])
+    assert [json.loads(line)["position"] for line in invalid.read_text().splitlines()] == list(range(25))
+
+
+def test_the_command_that_sends_failed_messages_again_keeps_the_resource_file_and_shows_no_key(
+    tmp_path: Path,
+) -> None:
+    history = tmp_path / "history.jsonl"
+    history.write_text(json.dumps({"channel": "chat", "app": "a", "preview": "sandbox:fail"}) + "\n")
+    with Sandbox() as sandbox:
+        resource = tmp_path / "resource.json"
+        resource.write_text(json.dumps({"apiKey": "k-secret-0123456789", "baseUrl": sandbox.url}))
+        done = run_cli(
+            "import_messages", "--file", str(history), "--resource", f"@{resource}", "--report-dir", str(tmp_path / "r")
+        )
+    command = next(line for line in done.stderr.splitlines() if "to send again" in line)
+    assert command.endswith(f"--resource @{resource}")
+    assert "k-secret-0123456789" not in done.stdout + done.stderr

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import ast
 import contextlib
+import difflib
 import json
 import os
 import sys
@@ -109,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"local-run: --data must be a JSON object of the job's arguments, got {type(args).__name__}")
     if options.file and not is_flow:
         raise SystemExit("local-run: --file is for the import flow (it becomes messages_file)")
+    refuse_unknown_inputs(target, args)
+    if options.file and not Path(options.file).is_file():
+        raise SystemExit(f"local-run: --file {options.file!r} is not a readable file; nothing was run")
     store = read_json_option(options.variables, "--variables") if options.variables else {}
     if not isinstance(store, dict):
         raise SystemExit("local-run: --variables must be a JSON object: {path: value}")
@@ -131,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             job = run_job(target, args, workspace=workspace, on_log=log)
         if is_flow:
-            save_report(job, storage, Path(options.report_dir), target)
+            save_report(job, storage, Path(options.report_dir), target, resume_options(options))
     print(printed(job, options.pretty))
     return job.exit_code
 
@@ -146,6 +150,33 @@ def parameters(script: Path) -> list[str]:
         if isinstance(node, ast.FunctionDef) and node.name == "main":
             return [a.arg for a in node.args.args]
     return []
+
+
+def inputs_of(target: Path) -> list[str]:
+    """What a flow's form asks (its schema's properties) or what a script's `main` takes."""
+    if target.is_dir():
+        import yaml
+
+        schema = yaml.safe_load((target / "flow.yaml").read_text()).get("schema", {})
+        return list(schema.get("properties", {}))
+    return parameters(target)
+
+
+def refuse_unknown_inputs(target: Path, args: dict[str, Any]) -> None:
+    """An input the flow's schema (or the script's `main`) does not have is refused in one line before
+    anything starts: Windmill would drop it silently, and a misspelt `dry_run` would run the real thing."""
+    known = inputs_of(target)
+    unknown = [name for name in args if name not in known]
+    if not unknown:
+        return
+    name = target.name.removesuffix(".flow").removesuffix(".py")
+    hints = []
+    for given in unknown:
+        close = difflib.get_close_matches(given.replace("-", "_").lower(), known, n=1, cutoff=0.6)
+        hints.append(f"{given!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    raise SystemExit(
+        f"local-run: {name} has no input {', '.join(hints)}; its inputs are {', '.join(known)}. Nothing was run."
+    )
 
 
 def kustomer_auth(args: dict[str, Any], resource: str | None, stack: contextlib.ExitStack) -> Any:
@@ -184,13 +215,27 @@ def upload(storage: WindmillStorage, file: Path) -> dict[str, str]:
     return {"s3": key}
 
 
-def save_report(job: JobResult, storage: WindmillStorage, folder: Path, flow: Path) -> None:
+def resume_options(options: argparse.Namespace) -> str:
+    """The options that make a later run go where this one went: the same resource (as it was given:
+    an @file by its name; inline JSON is not echoed, it may hold a key) and the same rules."""
+    given = []
+    if options.resource:
+        given.append(f"--resource {options.resource}" if options.resource.startswith("@") else "--resource <the same>")
+    if not options.cloud:
+        given.append("--no-cloud")
+    return "".join(f" {g}" for g in given)
+
+
+def save_report(job: JobResult, storage: WindmillStorage, folder: Path, flow: Path, options: str = "") -> None:
     """Keep the report files of an import (the stand-in storage goes away with this run), and say the
-    exact command that resumes it."""
+    exact command that sends again what failed."""
     report = job.result.get("extra", job.result) if isinstance(job.result, dict) else None
-    if not isinstance(report, dict) or not isinstance(report.get("report_file"), dict):
+    if not isinstance(report, dict):
         return
-    run = folder / report["report_file"]["s3"].split("/")[-2]
+    any_file = next((report[n] for n in ("report_file", "invalid_file") if isinstance(report.get(n), dict)), None)
+    if any_file is None:
+        return
+    run = folder / any_file["s3"].split("/")[-2]
     run.mkdir(parents=True, exist_ok=True)
     (run / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
     saved = {}
@@ -200,9 +245,14 @@ def save_report(job: JobResult, storage: WindmillStorage, folder: Path, flow: Pa
             target.write_bytes(storage.get(report[name]["s3"]))
             saved[name] = target
     say(f"the report is in {run}/ (report.json and {', '.join(p.name for p in saved.values())})")
+    name = flow.name.removesuffix(".flow")
+    if "invalid_file" in saved and "report_file" not in saved:
+        say(f"every invalid message and its problems: {saved['invalid_file']}; fix them, then run again")
     if "retry_file" in saved:
-        name = flow.name.removesuffix(".flow")
-        say(f"to send again the messages that were not created: uv run local-run {name} --file {saved['retry_file']}")
+        say(
+            "to send again the messages that were not created, once the reasons in the report are fixed: "
+            f"uv run local-run {name} --file {saved['retry_file']}{options}"
+        )
     if "unknown_file" in saved:
         say(f"check the messages in {saved['unknown_file']} before sending them again")
 

@@ -38,8 +38,21 @@ ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = ROOT / "scripts" / "kustomer"
 FLOWS = ROOT / "flows" / "kustomer"
 
-# The worker starts the job with a cleared environment plus these (proxies included, as Windmill does).
-_PASSED_ENV = ("PATH", "HOME", "TZ", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
+# The worker starts the job with a cleared environment plus these, and its proxy settings (below).
+_PASSED_ENV = ("PATH", "HOME", "TZ")
+
+
+def proxy_envs() -> dict[str, str]:
+    """The proxy settings a worker gives every job (windmill-worker lib.rs, `PROXY_ENVS`): each read
+    from the worker's environment in lower case first, then upper case, and passed in upper case only;
+    with a proxy and no NO_PROXY, NO_PROXY is `localhost,127.0.0.1`."""
+    found = {
+        name: os.environ.get(name.lower(), os.environ.get(name)) for name in ("NO_PROXY", "HTTP_PROXY", "HTTPS_PROXY")
+    }
+    passed = {name: value for name, value in found.items() if value is not None}
+    if "NO_PROXY" not in passed and ("HTTP_PROXY" in passed or "HTTPS_PROXY" in passed):
+        passed["NO_PROXY"] = "localhost,127.0.0.1"
+    return passed
 
 
 def _whitelisted() -> dict[str, str]:
@@ -223,7 +236,7 @@ def run_job(
             peak=_PEAK + probe,
         )
         Path(job_dir, "wrapper.py").write_text(wrapper)
-        env = {k: os.environ[k] for k in _PASSED_ENV if k in os.environ} | _whitelisted()
+        env = {k: os.environ[k] for k in _PASSED_ENV if k in os.environ} | proxy_envs() | _whitelisted()
         env.update(reserved)
         if workspace.base_url:
             env.update({"BASE_INTERNAL_URL": workspace.base_url, "WM_BASE_URL": workspace.base_url})

@@ -36,12 +36,14 @@ MAX_OBJECT_DEPTH = 50
 MAX_ARRAY_DEPTH = 2
 MAX_ARRAY_ITEMS = 1000
 
-CLOUD_SCRIPT_RESULT_BYTES = 2_000_000  # "Result is too large for the cloud app (limit 2MB)"
+CLOUD_SCRIPT_RESULT_BYTES = 2_097_152  # MAX_RESULT_SIZE (2 MiB): "Result is too large for the cloud app (limit 2MB)"
 CLOUD_JOB_RESULT_BYTES = 3 * 1024 * 1024  # check_result_size: whole MiB, 3 or more fails
 CLOUD_JOB_TIMEOUT = 900.0
-TOO_LARGE = (
+TOO_LARGE = (  # worker common.rs, check_result_too_big, word for word
     "Result is too large for the cloud app (limit 2MB).\nWe highly recommend using object to store and pass heavy "
     "data (https://www.windmill.dev/docs/core_concepts/object_storage_in_windmill#read-a-file-from-s3-within-a-script)"
+    "\nAlternatively, if using this script as part of a flow, activate shared folder and use the shared folder to "
+    "pass heavy data between steps."
 )
 
 

@@ -15,7 +15,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 # Per-item failure texts, worded as Kustomer's bulk results word them ("duplicate detected" is theirs).
-FAILURE_TEXTS = ("duplicate detected", "conversation not found", "invalid custom attribute")
+# What the sandbox says of a message it fails: one neutral reason that says it is simulated, so that
+# nobody tries to fix a message for a reason that does not fit it.
+SIMULATED_FAILURE = "simulated failure (the sandbox fails this message on purpose: nothing in it to fix)"
 FAIL_MARKER = "sandbox:fail"  # a message whose preview, externalId or _clientRef holds this fails in a bulk
 
 
@@ -157,13 +159,13 @@ class KustomerState:
         """Queue a bulk operation. Its items are applied now (creations counted per _clientRef); its
         outcome shows through GET /v1/bulk/{id} and /batches as its lifecycle moves on."""
         outcomes = []
-        for number, item in enumerate(items):
+        for item in items:
             ref = item.get("_clientRef")
             with self.lock:
                 failing = self.rng.random() < self.switches.item_failure_rate
             marked = any(FAIL_MARKER in str(item.get(k, "")) for k in ("preview", "externalId", "_clientRef"))
             if failing or marked:
-                outcomes.append({"_clientRef": ref, "error": FAILURE_TEXTS[number % len(FAILURE_TEXTS)]})
+                outcomes.append({"_clientRef": ref, "error": SIMULATED_FAILURE})
             else:
                 outcomes.append({"_clientRef": ref, "id": self.create(item)["id"]})
         bulk = Bulk(object_id(), time.time(), outcomes)
