@@ -461,8 +461,8 @@ def test_a_long_jobs_calls_share_one_connection_and_a_scripts_own_calls_do_not()
     import bulk_create_messages
 
     with Sandbox() as box:
-        key = {"apiKey": "sandbox-key-0123456789", "baseUrl": box.url}
-        body = [{"channel": "chat", "app": "a"}]
+        key: bulk_create_messages.kustomer = {"apiKey": "sandbox-key-0123456789", "baseUrl": box.url}
+        body: list[dict[str, Any]] = [{"channel": "chat", "app": "a"}]
         with bulk_create_messages.reused_connections():
             for _ in range(3):
                 bulk_create_messages.send_bulk(key, body)
