@@ -472,3 +472,157 @@ def test_a_long_jobs_calls_share_one_connection_and_a_scripts_own_calls_do_not()
     assert len(set(ports[:3])) == 1
     assert len(set(ports[3:])) == 2
     assert not set(ports[:3]) & set(ports[3:])
+
+
+# ---- files as exports really are ----
+
+
+def test_two_arrays_back_to_back_are_refused_naming_what_follows(workspace: Any) -> None:
+    ws, storage = workspace
+    storage.put("uploads/h.json", (json.dumps(messages(4)) + "\n" + json.dumps(messages(3))).encode())
+    with Sandbox() as box:
+        job = run(ws, auth=auth(box), messages_file={"s3": "uploads/h.json"})
+        assert box.requests == []
+    assert job.result["name"] == "ImportInputError"
+    assert job.result["message"].startswith("messages_file: something follows the array's closing ] (\"[{")
+    assert "two exports back to back are two files" in job.result["message"]
+
+
+def test_a_line_of_megabytes_is_one_position_and_the_lines_after_it_keep_theirs(workspace: Any) -> None:
+    ws, storage = workspace
+    lines = [json.dumps(m) for m in messages(3, external=True)]
+    lines.insert(1, json.dumps({"channel": "chat", "app": "a", "preview": "x" * 5_000_000}))
+    storage.put("uploads/h.jsonl", ("\n".join(lines) + "\n").encode())
+    with Sandbox() as box:
+        job = run(ws, auth=auth(box), messages_file={"s3": "uploads/h.jsonl"}, skip_invalid=True)
+        sent = [m["_clientRef"] for b in bulk_bodies(box) for m in b]
+    extra = job.result["extra"]
+    assert extra["counts"]["messages"] == 4
+    assert sent == ["position-0", "position-2", "position-3"]
+    entries = read_jsonl(storage, extra["report_file"])
+    assert [(e["position"], e["outcome"]) for e in entries] == [
+        (0, "created"),
+        (1, "not_sent"),
+        (2, "created"),
+        (3, "created"),
+    ]
+    assert "over 1,000 KB of JSON" in entries[1]["why"]
+    assert "(line 2)" in entries[1]["why"]
+    assert "retry_file" not in extra  # a line that is no message is never in retry_file, as null or otherwise
+
+
+@pytest.mark.parametrize("shape", ["json-lines", "pretty-array"])
+def test_a_leading_byte_order_mark_is_skipped(workspace: Any, shape: str) -> None:
+    ws, storage = workspace
+    given = messages(12)
+    text = jsonl(given) if shape == "json-lines" else json.dumps(given, indent=2).encode()
+    storage.put("uploads/h", b"\xef\xbb\xbf" + text)  # as Excel and PowerShell write it
+    with Sandbox() as box:
+        job = run(ws, auth=auth(box), messages_file={"s3": "uploads/h"})
+    assert job.exit_code == 0, job.result
+    assert job.result["counts"]["created"] == 12
+
+
+def test_an_unreadable_line_is_reported_with_its_line_number_and_never_in_retry_file(workspace: Any) -> None:
+    ws, storage = workspace
+    lines = [json.dumps(m) for m in messages(3)]
+    lines[1] = '{"channel": "chat", "app": '
+    lines.append(json.dumps({"channel": "fax", "app": "a"}))
+    storage.put("uploads/h.jsonl", ("\n".join(lines) + "\n").encode())
+    with Sandbox() as box:
+        job = run(ws, auth=auth(box), messages_file={"s3": "uploads/h.jsonl"}, skip_invalid=True)
+    extra = job.result["extra"]
+    assert read_jsonl(storage, extra["retry_file"]) == [{"channel": "fax", "app": "a", "_clientRef": "position-3"}]
+    entries = read_jsonl(storage, extra["report_file"])
+    assert entries[1]["outcome"] == "not_sent"
+    assert "(line 2)" in entries[1]["why"]
+    assert entries[1]["check"].startswith("fix this line of the input")
+    assert entries[3]["check"].startswith("fix what `why` says, then send it again")
+    assert "1 lines of the input are no message at all" in job.result["message"]
+    assert "Safe to send again: the 1 messages in retry_file" in job.result["message"]
+
+
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [
+        (b"[" + b"[" * 1200 + b"]" * 1200 + b"]", "messages[0] is nested too deep to read (over about 1,000 levels)"),
+        (b'[{"channel": "chat", "app": "caf\xe9"}]', "it is not UTF-8 text (byte 32 of the file)"),  # the 0xe9
+        (
+            b'[{"channel": "chat", "app": "a", "preview": "' + b"x" * 2_500_000 + b'"}]',
+            "messages[0] is over 2 MB of JSON",
+        ),
+    ],
+    ids=["nested-1200-deep", "a-latin-1-byte", "an-item-of-2.5-MB"],
+)
+def test_an_array_a_reader_cannot_go_on_in_is_one_error_saying_what_and_where(
+    workspace: Any, content: bytes, said: str
+) -> None:
+    ws, storage = workspace
+    storage.put("uploads/h.json", content)
+    with Sandbox() as box:
+        job = run(ws, auth=auth(box), messages_file={"s3": "uploads/h.json"}, skip_invalid=True)
+        assert box.requests == []
+    assert job.result["name"] == "ImportInputError"
+    assert job.result["message"].startswith(f"messages_file: {said}")
+    assert job.result["message"].endswith("Nothing was sent.")
+
+
+def test_a_line_nested_1000_deep_is_that_positions_problem(workspace: Any) -> None:
+    ws, storage = workspace
+    lines = [json.dumps(m) for m in messages(2)]
+    lines.insert(1, "[" * 1200 + "]" * 1200)
+    storage.put("uploads/h.jsonl", ("\n".join(lines) + "\n").encode())
+    with Sandbox() as box:
+        job = run(ws, auth=auth(box), messages_file={"s3": "uploads/h.jsonl"}, skip_invalid=True)
+    assert job.result["extra"]["counts"]["created"] == 2
+    assert "nested too deep to read" in job.result["extra"]["not_created"][0]["why"]
+
+
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [
+        (None, "messages_file: the workspace storage has no file 'uploads/nothere.jsonl'"),
+        (b"name,email\n" + b"Ann,ann@example.com\n" * 3000, "None of the 3001 lines of the input is a JSON message"),
+    ],
+    ids=["a-missing-file", "a-csv-export"],
+)
+def test_a_file_that_is_missing_or_no_json_at_all_is_one_clear_error(
+    workspace: Any, content: bytes | None, said: str
+) -> None:
+    ws, storage = workspace
+    if content is not None:
+        storage.put("uploads/nothere.jsonl", content)
+    with Sandbox() as box:
+        job = run(ws, auth=auth(box), messages_file={"s3": "uploads/nothere.jsonl"})
+        assert box.requests == []
+    assert job.result["name"] == "ImportInputError"
+    assert job.result["message"].startswith(said)
+    assert "Nothing was sent." in job.result["message"]
+
+
+def test_a_foreign_export_with_skip_invalid_gives_a_small_result_and_the_whole_list_in_files(workspace: Any) -> None:
+    ws, storage = workspace
+    foreign = [{"channel": "chat", "app": "a", **{f"field_{k}": "v" * 20 for k in range(45)}} for _ in range(300)]
+    storage.put("uploads/h.jsonl", jsonl(foreign + messages(2)))
+    with Sandbox() as box:
+        job = run(ws, auth=auth(box), messages_file={"s3": "uploads/h.jsonl"}, skip_invalid=True)
+    assert len(job.output) < 200_000  # far under Cloud's 2 MiB, whatever the problems
+    entry = job.result["extra"]["not_created"][0]
+    assert entry["why"].count("unknown field") == 3
+    assert re.search(r"; and \d+ more \(invalid_file\)$", entry["why"])
+    assert len(entry["why"]) < 1_000
+    invalid = read_jsonl(storage, job.result["extra"]["invalid_file"])
+    assert len(invalid[0]["problems"]) > 40
+
+
+def test_with_skip_invalid_the_report_is_in_input_order_and_every_entry_says_what_to_do(workspace: Any) -> None:
+    ws, storage = workspace
+    given = messages(150, external=True)
+    given[20]["channel"] = "fax"
+    given[130]["preview"] = "sandbox:fail"
+    with Sandbox() as box:
+        job = run(ws, auth=auth(box), messages=given, skip_invalid=True)
+    entries = read_jsonl(storage, job.result["extra"]["report_file"])
+    assert [e["position"] for e in entries] == list(range(150))
+    assert all(e["externalId"] == f"x-{e['position']}" for e in entries)
+    assert all("check" in e for e in entries if e["outcome"] != "created")

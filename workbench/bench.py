@@ -296,7 +296,7 @@ def import_at_scale(count: int, budget: int, inline: bool = False) -> dict[str, 
             if line.startswith("[send_group") and ": confirmed: " in line:
                 confirmed[0] += 1
                 if confirmed[0] % 50 == 0:
-                    progress(f"(e) {confirmed[0]} of {count // 100} batches confirmed")
+                    progress(f"(e) {confirmed[0]} of {count // 100} batches confirmed, {time.time() - started:.0f} s")
             if line.startswith("[prepare] Checked "):
                 checked.append(float(line.split(" in ")[1].split(" s")[0]))
 

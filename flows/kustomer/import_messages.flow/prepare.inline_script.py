@@ -207,7 +207,8 @@ def _spooled(text: str, file: dict[str, Any] | None, folder: str) -> tuple[Calla
     assert isinstance(file, dict)
     path = os.path.join(folder, "input")
 
-    def copy() -> bytes:
+    def copy() -> bytes | int:
+        """The digest of the file, copied as it is read; or the status with which the storage said it has none."""
         digest = sha256()
         try:
             with wmill.load_s3_file_reader(file) as reader, open(path, "wb") as out:
@@ -216,19 +217,21 @@ def _spooled(text: str, file: dict[str, Any] | None, folder: str) -> tuple[Calla
                     out.write(chunk)
         except httpx.HTTPStatusError as error:
             if error.response.status_code in (400, 404):
-                raise ImportInputError(
-                    f"messages_file: the workspace storage has no file {str(file.get('s3'))[:200]!r} (it answered "
-                    f"{error.response.status_code}). Nothing was sent."
-                ) from None
+                return error.response.status_code
             raise
         return digest.digest()
 
     digest = _tried(copy, f"read messages_file {str(file.get('s3'))[:200]!r}")
+    if isinstance(digest, int):
+        raise ImportInputError(
+            f"messages_file: the workspace storage has no file {str(file.get('s3'))[:200]!r} (it answered {digest}). "
+            "Nothing was sent."
+        )
 
     def from_file() -> Iterator[Any]:
         with open(path, "rb") as reader:
             chunks = _chunks(reader)
-            first = next(chunks, b"")
+            first = next(chunks, b"").removeprefix(codecs.BOM_UTF8)  # Excel and PowerShell write one
             rest = itertools.chain([first], chunks)
             yield from _array_items(rest, "messages_file") if first.lstrip()[:1] == b"[" else _lines(rest)
 
@@ -293,6 +296,7 @@ def _checked_batches(source: Callable[[], Iterator[Any]], folder: str) -> tuple[
     (one batch a line), `invalid` (one invalid position a line). Returns counts, batches and the
     first problems."""
     counts = {"messages": 0, "valid": 0, "invalid": 0}
+    unreadable = 0  # positions that are no JSON at all
     shown: list[str] = []
     seen: dict[int, int] = {}  # 8-byte digest of each _clientRef -> its position: about 70 bytes a message
     number = 0
@@ -303,6 +307,7 @@ def _checked_batches(source: Callable[[], Iterator[Any]], folder: str) -> tuple[
             counts["messages"] += 1
             if problems:
                 counts["invalid"] += 1
+                unreadable += message is None
                 line = {"position": position, "problems": problems, "message": message}
                 invalid.write(json.dumps(line, separators=(",", ":")).encode() + b"\n")
                 shown.extend(problems[: max(0, SHOWN - len(shown))])
@@ -323,6 +328,12 @@ def _checked_batches(source: Callable[[], Iterator[Any]], folder: str) -> tuple[
             number += 1
     if not counts["messages"]:
         raise ImportInputError("No messages: the input holds none. Nothing was sent.")
+    if unreadable == counts["messages"] and unreadable > 1:
+        raise ImportInputError(
+            f"None of the {unreadable} lines of the input is a JSON message, so it is neither JSON Lines (one message "
+            "object a line) nor one JSON array; a CSV or spreadsheet export must be converted first, into one JSON "
+            'object a line such as {"channel": "email", "app": "...", "preview": "..."}. Nothing was sent.'
+        )
     return counts, number, shown
 
 
@@ -397,21 +408,24 @@ def _chunks(reader: Any) -> Iterator[bytes]:
 
 def _lines(chunks: Iterator[bytes]) -> Iterator[tuple[int, Any, str]]:
     """JSON Lines: one message a line, blank lines skipped; a line that is not JSON is that position's
-    problem, and the next line is read as usual."""
-    position, carry, too_long = 0, b"", False
+    problem (with its line number), and the next line is read as usual. A line over the size a
+    message may have is one position, reported once, and memory holds at most that much of it."""
+    position, line, carry, skipping = 0, 0, b"", False
     for chunk in _then_newline(chunks):
-        lines = (carry + chunk).split(b"\n")
-        carry = lines.pop()
-        for raw in lines:
-            if too_long:  # the end of a line already reported
-                too_long = False
-                continue
-            if raw.strip():
-                yield (position, *_parsed(raw))
+        data, start = carry + chunk, 0
+        while (end := data.find(b"\n", start)) >= 0:
+            line += 1
+            if skipping:  # the end of a line already reported
+                skipping = False
+            elif data[start:end].strip():
+                value, problem = _parsed(data[start:end])
+                yield position, value, f"{problem} (line {line})" if problem else ""
                 position += 1
-        if len(carry) > MAX_MESSAGE_BYTES:  # report it now, skip the rest of that line
-            yield position, None, _parsed(carry)[1]
-            position, carry, too_long = position + 1, b"", True
+            start = end + 1
+        carry = b"" if skipping else data[start:]
+        if len(carry) > MAX_MESSAGE_BYTES:  # report it now, and skip the rest of that line
+            yield position, None, f"{_parsed(carry)[1]} (line {line + 1})"
+            position, carry, skipping = position + 1, b"", True
 
 
 def _then_newline(chunks: Iterator[bytes]) -> Iterator[bytes]:
@@ -420,13 +434,17 @@ def _then_newline(chunks: Iterator[bytes]) -> Iterator[bytes]:
 
 
 def _parsed(raw: bytes) -> tuple[Any, str]:
+    """A line's message, or why it has none."""
     if len(raw) > MAX_MESSAGE_BYTES:
         return None, f"over {MAX_MESSAGE_BYTES // 1000:,} KB of JSON; one message must fit in a bulk request"
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         return None, f"not UTF-8 text (byte {exc.start} of the line)"
-    value, problems = kustomer._given_body(text)
+    try:
+        value, problems = kustomer._given_body(text)
+    except RecursionError:
+        return None, "nested too deep to read (over about 1,000 levels)"
     return value, problems[0].removeprefix("body: ") if problems else ""
 
 
@@ -437,11 +455,18 @@ def _array_items(chunks: Iterator[bytes], name: str) -> Iterator[tuple[int, Any,
     decoder = json.JSONDecoder(parse_constant=kustomer._not_json_constant, object_pairs_hook=kustomer._once_each)
     buffer, at, eof, position = "", 0, False, 0
 
+    read = 0  # bytes decoded so far
+
     def fill() -> None:
-        nonlocal buffer, at, eof
+        nonlocal buffer, at, eof, read
         chunk = next(chunks, None)
         eof = chunk is None
-        buffer, at = buffer[at:] + decode(chunk or b"", final=eof), 0
+        try:
+            text = decode(chunk or b"", final=eof)
+        except UnicodeDecodeError as exc:
+            raise refuse(f"it is not UTF-8 text (byte {read + exc.start} of the file)") from None
+        read += len(chunk or b"")
+        buffer, at = buffer[at:] + text, 0
 
     def next_char() -> str:
         nonlocal at
@@ -455,10 +480,23 @@ def _array_items(chunks: Iterator[bytes], name: str) -> Iterator[tuple[int, Any,
     def refuse(why: str) -> ImportInputError:
         return ImportInputError(f"{name}: {why}, so it cannot be read on. Nothing was sent.")
 
+    def nothing_after() -> None:
+        """Two exports back to back, or anything after the array: refused, never silently dropped."""
+        nonlocal at
+        at += 1
+        rest = next_char()
+        if rest:
+            shown = json.dumps(buffer[at : at + 40], ensure_ascii=True)
+            raise refuse(
+                f"something follows the array's closing ] ({shown}...): give one JSON array (two exports back to "
+                "back are two files) or JSON Lines"
+            )
+
     if next_char() != "[":
         raise refuse("it is neither JSON Lines (one message a line) nor one JSON array of messages")
     at += 1
     if next_char() == "]":
+        nothing_after()
         return
     while True:
         next_char()
@@ -466,19 +504,27 @@ def _array_items(chunks: Iterator[bytes], name: str) -> Iterator[tuple[int, Any,
             value, end = decoder.raw_decode(buffer, at)
             if end == len(buffer) and not eof:
                 raise ValueError("a number may go on in the next piece")
+        except RecursionError:
+            raise refuse(f"messages[{position}] is nested too deep to read (over about 1,000 levels)") from None
         except ValueError as exc:
             if not eof and len(buffer) - at <= 2 * MAX_MESSAGE_BYTES:
                 fill()
                 continue
+            if len(buffer) - at > 2 * MAX_MESSAGE_BYTES:
+                raise refuse(
+                    f"messages[{position}] is over {2 * MAX_MESSAGE_BYTES // 1_000_000} MB of JSON; one message must "
+                    "fit in a bulk request"
+                ) from None
             why = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
             raise refuse(f"the JSON array is not strict JSON at messages[{position}] ({why})") from None
         yield position, value, ""
         position += 1
         at = end
         separator = next_char()
-        at += 1
         if separator == "]":
+            nothing_after()
             return
+        at += 1
         if separator != ",":
             raise refuse(f"the JSON array has no ',' or ']' after messages[{position - 1}]")
 

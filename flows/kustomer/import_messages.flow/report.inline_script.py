@@ -24,6 +24,7 @@ deleted; running it again sends nothing and answers the same report. When anythi
 the step fails (the flow shows red) and the report travels in the error's `extra`.
 """
 
+import heapq
 import json
 import os
 import tempfile
@@ -42,6 +43,11 @@ MAX_INLINE_RETRY = 500_000  # bytes of `retry` kept in the result of an inline i
 READERS = 8  # states read at once
 PENDING = "not sent yet: the run stopped before it"
 PENDING_CHECK = "run the import again: it sends what was never sent"
+SHOWN_PROBLEMS = 3  # problems of an invalid message in its entry; invalid_file has them all
+MAX_PROBLEM = 300  # characters of one problem in an entry
+FIX_AND_RETRY = "fix what `why` says, then send it again: it is in retry_file (none of retry_file was created)"
+FIX_THE_LINE = "fix this line of the input (it is no message): it is not in retry_file"
+RETRY = "send it again with retry_file once what `why` says is fixed: it was not created"
 
 
 class ImportIncompleteError(Exception):
@@ -81,41 +87,55 @@ def _report(import_id: str, manifest: dict[str, Any]) -> dict[str, Any]:
     retry_inline: list[Any] | None = [] if manifest.get("inline") else None
     retry_bytes = 0
     done: list[tuple[int, bool]] = []  # each batch whose outcome is known, and whether retry_file holds some of it
+    unreadable = 0  # invalid positions that are no message at all: never in retry_file
     with (
         tempfile.NamedTemporaryFile() as report_file,
         tempfile.NamedTemporaryFile() as retry_file,
         tempfile.NamedTemporaryFile() as unknown_file,
     ):
-        for batch, state, entries, messages in _outcomes(import_id, manifest):
-            if state == "done":
-                done.append((batch, bool(messages)))
-            for entry in entries:
-                counts[entry["outcome"]] += 1
-                line = json.dumps(entry, separators=(",", ":")).encode() + b"\n"
-                report_file.write(line)
-                if entry["outcome"] == "created":
+
+        def flat(stream: Iterator[Batch]) -> Iterator[tuple[dict[str, Any], Any]]:
+            for batch, state, entries, messages in stream:
+                if state == "done":
+                    done.append((batch, bool(messages)))
+                for entry in entries:
+                    yield entry, messages.get(entry["position"])
+
+        # the batches' entries and the invalid messages', by position: as the input had them
+        merged = heapq.merge(flat(_outcomes(import_id, manifest)), flat(_invalid(manifest)), key=_position)
+        for entry, message in merged:
+            counts[entry["outcome"]] += 1
+            line = json.dumps(entry, separators=(",", ":")).encode() + b"\n"
+            report_file.write(line)
+            if entry["outcome"] == "created":
+                continue
+            if len(not_created) < FIRST:
+                not_created.append(entry)
+            runs.add(entry)
+            if entry["outcome"] == "unknown":
+                unknown_file.write(line)
+            elif entry["outcome"] in ("failed", "not_sent"):
+                if not isinstance(message, dict):  # a line that is no message: fixed in the input, not resent
+                    unreadable += 1
                     continue
-                if len(not_created) < FIRST:
-                    not_created.append(entry)
-                runs.add(entry)
-                if entry["outcome"] == "unknown":
-                    unknown_file.write(line)
-                elif entry["outcome"] in ("failed", "not_sent"):
-                    message = messages[entry["position"]]
-                    retry_file.write(json.dumps(message, separators=(",", ":")).encode() + b"\n")
-                    if retry_inline is not None and retry_bytes <= MAX_INLINE_RETRY:
-                        retry_bytes += len(json.dumps(message))
-                        retry_inline.append(message)
+                retry_file.write(json.dumps(message, separators=(",", ":")).encode() + b"\n")
+                if retry_inline is not None and retry_bytes <= MAX_INLINE_RETRY:
+                    retry_bytes += len(json.dumps(message))
+                    retry_inline.append(message)
         total = sum(counts.values())
         report: dict[str, Any] = {"counts": {"messages": total, **counts}, "not_created": not_created}
         report["report_file"] = _upload(f"{folder}/report.jsonl", report_file)
-        if counts["failed"] or counts["not_sent"]:
+        if counts["failed"] + counts["not_sent"] > unreadable:
             report["retry_file"] = _upload(f"{folder}/retry.jsonl", retry_file)
             if retry_inline is not None and retry_bytes <= MAX_INLINE_RETRY:
                 report["retry"] = retry_inline
         if counts["unknown"]:
             report["unknown_file"] = _upload(f"{folder}/unknown.jsonl", unknown_file)
     report["import_id"] = import_id
+    if manifest.get("invalid_file"):  # every problem of every invalid message
+        report["invalid_file"] = manifest["invalid_file"]
+    if unreadable:
+        report["unreadable"] = unreadable
     report["summary"] = _explain(report, runs)
     finished = len(done) == manifest["batches"]  # no later run can learn more
     if finished:
@@ -144,9 +164,10 @@ def _deleted(key: str) -> str:
     return ""
 
 
-def _outcomes(
-    import_id: str, manifest: dict[str, Any]
-) -> Iterator[tuple[int, str | None, list[dict[str, Any]], dict[int, Any]]]:
+Batch = tuple[int, str | None, list[dict[str, Any]], dict[int, Any]]  # number, state, entries, messages by position
+
+
+def _outcomes(import_id: str, manifest: dict[str, Any]) -> Iterator[Batch]:
     """Each batch in order: its state, its entries, and the messages that retry_file needs (read from
     the batch's copy only when it has any); then the invalid messages prepare left out, as not sent."""
 
@@ -182,18 +203,31 @@ def _outcomes(
             if i + READERS < len(batches):
                 ahead.append(pool.submit(read, batches[i + READERS]))
             yield ahead.pop(0).result()
+
+
+def _invalid(manifest: dict[str, Any]) -> Iterator[Batch]:
+    """The invalid messages prepare left out (skip_invalid), in order, as not sent: each with at most
+    SHOWN_PROBLEMS of its problems (invalid_file has them all), and what to do."""
     invalid_file = manifest.get("invalid_file")
-    if invalid_file:
-        data = load(invalid_file["s3"]) or b""
-        for line in data.splitlines():
-            if not line.strip():
-                continue
-            invalid = json.loads(line)
-            ref = invalid["message"].get("_clientRef") if isinstance(invalid["message"], dict) else None
-            external = invalid["message"].get("externalId") if isinstance(invalid["message"], dict) else None
-            entry = {**_head(invalid["position"], ref, external), "outcome": "not_sent"}
-            entry["why"] = "; ".join(invalid["problems"])
-            yield -1, None, [entry], {invalid["position"]: invalid["message"]}
+    data = (load(invalid_file["s3"]) or b"") if invalid_file else b""
+    for line in data.splitlines():
+        if not line.strip():
+            continue
+        invalid = json.loads(line)
+        message = invalid["message"]
+        ref = message.get("_clientRef") if isinstance(message, dict) else None
+        external = message.get("externalId") if isinstance(message, dict) else None
+        entry = {**_head(invalid["position"], ref, external), "outcome": "not_sent"}
+        problems = [p[:MAX_PROBLEM] for p in invalid["problems"]]
+        more = len(problems) - SHOWN_PROBLEMS
+        entry["why"] = "; ".join(problems[:SHOWN_PROBLEMS]) + (f"; and {more} more (invalid_file)" if more > 0 else "")
+        entry["check"] = FIX_AND_RETRY if isinstance(message, dict) else FIX_THE_LINE
+        yield -1, None, [entry], {invalid["position"]: message}
+
+
+def _position(pair: tuple[dict[str, Any], Any]) -> int:
+    position: int = pair[0]["position"]
+    return position
 
 
 def _head(position: int, ref: Any, external: Any) -> dict[str, Any]:
@@ -211,7 +245,7 @@ def _entries(batch: int, state: dict[str, Any]) -> list[dict[str, Any]]:
         return []  # the batch's copy names them
     if kind == "done" and "outcome" in state:  # refused whole, or not sent: nothing of it was created
         return [
-            {**_head(p, ref or f"position-{p}", ext), "outcome": state["outcome"], "why": state["why"]}
+            {**_head(p, ref or f"position-{p}", ext), "outcome": state["outcome"], "why": state["why"], "check": RETRY}
             for p, ref, ext, _ in refs
         ]
     if kind == "done":
@@ -220,6 +254,7 @@ def _entries(batch: int, state: dict[str, Any]) -> list[dict[str, Any]]:
                 **_head(p, rest.pop("_clientRef", None) or f"position-{p}", rest.pop("externalId", None)),
                 "outcome": outcome,
                 **rest,
+                **({"check": RETRY} if outcome == "failed" else {}),
             }
             for p, outcome, rest in state["outcomes"]
         ]
@@ -300,8 +335,13 @@ def _explain(report: dict[str, Any], runs: _Runs) -> str:
             "Run the import again (the same input, the same org): it sends what was never sent, reads what was "
             "not confirmed and looks up what may exist, and never sends a message twice."
         )
+    if report.get("unreadable"):
+        lines.append(
+            f"{report['unreadable']} lines of the input are no message at all (report_file gives each one's line "
+            "number): fix them in the input; they are not in retry_file."
+        )
     if "retry_file" in report:
-        safe = counts["failed"] + counts["not_sent"]
+        safe = counts["failed"] + counts["not_sent"] - report.get("unreadable", 0)
         lines.append(
             f"Safe to send again: the {safe} messages in retry_file (failed or not sent: none of them was created); "
             "fix what the reasons say, then run this flow with it as messages_file."
