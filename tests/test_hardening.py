@@ -181,6 +181,7 @@ def test_no_exception_carries_the_key_in_its_context_attributes_or_traceback(
         ("https://api.kustomerapp.com/?region=eu", "must be a host and nothing else"),
         ("https://api.kustomerapp.com#eu", "must be a host and nothing else"),
         ("https://api.kustomerapp.com/api/v2", "must be a host and nothing else"),
+        ("https://acme.api.kustomerapp.com/v1/", "must be a host and nothing else: leave out /v1 (the scripts add it)"),
         ("https://api.kust omerapp.com", "does not name a host (and port) that can be reached"),
         ("https://%61pi.kustomerapp.com", "does not name a host (and port) that can be reached"),
         ("https://api.kustomerapp.com:99999", "does not name a host (and port) that can be reached"),

@@ -157,13 +157,16 @@ def big_flow(tmp_path: Path, *modules: dict[str, Any]) -> Path:
     return folder
 
 
-def test_on_cloud_a_script_result_over_2_mb_fails_the_step_with_windmills_message(tmp_path: Path) -> None:
-    """windmill-worker common.rs check_result_too_big: CLOUD_HOSTED and over MAX_RESULT_SIZE."""
+def test_on_cloud_a_script_result_over_2_mib_fails_the_step_with_windmills_message(tmp_path: Path) -> None:
+    """windmill-worker common.rs check_result_too_big: CLOUD_HOSTED and over MAX_RESULT_SIZE, 2,097,152
+    bytes; the result "x" * n is n + 2 bytes of JSON."""
     with pytest.raises(FlowStepError, match="Result is too large for the cloud app") as failure:
-        run_flow(big_flow(tmp_path, step("a", size=2_000_100)), {})
+        run_flow(big_flow(tmp_path, step("a", size=2_097_151)), {})
     assert failure.value.step == "a"
+    assert "activate shared folder" in str(failure.value)
+    assert len(run_flow(big_flow(tmp_path, step("a", size=2_097_150)), {})) == 2_097_150  # exactly the limit
     with local_workspace(cloud=False) as (self_hosted, _):
-        assert len(run_flow(big_flow(tmp_path, step("a", size=2_000_100)), {}, self_hosted)) == 2_000_100
+        assert len(run_flow(big_flow(tmp_path, step("a", size=2_097_151)), {}, self_hosted)) == 2_097_151
 
 
 def test_every_iteration_stores_the_whole_flow_input_again(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import create_message
 import httpx
 import pytest
 import respx
+import wait_for_bulk_results
 from conftest import API_KEY, US, FakeTime
 
 MESSAGE: dict[str, Any] = {"channel": "sms", "app": "twilio", "direction": "out", "externalId": "SM123"}
@@ -65,7 +66,6 @@ def test_request_carries_key_json_body_and_a_user_agent_naming_the_project(
         ("https://api.prod2.kustomerapp.com", "https://api.prod2.kustomerapp.com/v1/messages"),
         ("https://api.prod4.kustomerapp.com/", "https://api.prod4.kustomerapp.com/v1/messages"),
         ("https://acme.api.kustomerapp.com", "https://acme.api.kustomerapp.com/v1/messages"),
-        ("https://acme.api.kustomerapp.com/v1/", "https://acme.api.kustomerapp.com/v1/messages"),
         ("", "https://api.kustomerapp.com/v1/messages"),
         ("  ", "https://api.kustomerapp.com/v1/messages"),
         (None, "https://api.kustomerapp.com/v1/messages"),
@@ -310,3 +310,14 @@ def test_longer_waiters_wake_sooner_after_the_reset(fake_time: FakeTime) -> None
             wait = create_message._rate_limit_wait(fake_time.now + 10, losses, 0.0, policy)
             assert wait is not None
             assert 10 < wait <= 10 + 1.0 / losses
+
+
+def test_the_waiter_starts_no_wait_that_would_end_past_max_wait_seconds(fake_time: Any, api: respx.Router) -> None:
+    """A server answering 429 to everything, its window resetting a minute ahead: the job gives up
+    within max_wait_seconds, not max_wait_seconds plus the 60 s kept for an answer in flight."""
+    reset = str(int(fake_time.now) + 60)
+    api.get(url__regex=r".*/v1/bulk/.*").respond(429, headers={"x-ratelimit-reset": reset}, json={})
+    started = fake_time.now
+    with pytest.raises(wait_for_bulk_results.KustomerError):
+        wait_for_bulk_results.main({"apiKey": API_KEY}, "5f0c1a2b3c4d5e6f7a8b9c0d", max_wait_seconds=15)
+    assert fake_time.now - started <= 15

@@ -347,6 +347,15 @@ def test_hostile_values_are_refused_naming_their_field(
     assert kustomer_api.calls.call_count == 0
 
 
+@pytest.mark.parametrize("script", [create_message, bulk_create_messages], ids=["create", "bulk"])
+def test_a_body_given_as_json_text_nested_1000_deep_is_one_input_error(script: Any, kustomer_api: respx.Router) -> None:
+    text = '{"channel": "chat", "app": "a", "meta": ' + "[" * 1200 + "]" * 1200 + "}"
+    with pytest.raises(script.KustomerInputError) as failure:
+        script.main({"apiKey": API_KEY}, text if script is create_message else "[" + text + "]")
+    assert "body: is JSON text nested too deep to read (over about 1,000 levels)" in str(failure.value)
+    assert kustomer_api.calls.call_count == 0
+
+
 def test_free_form_nesting_up_to_the_limit_is_sent(kustomer_api: respx.Router) -> None:
     create_message.main({"apiKey": API_KEY}, with_fields(meta=nested(create_message.MAX_FREE_FORM_DEPTH, 1, dict)))
     assert kustomer_api.calls.call_count == 1

@@ -592,6 +592,8 @@ def _given_body(body: Any) -> tuple[Any, list[str]]:
         return body, []
     try:
         return json.loads(body, parse_constant=_not_json_constant, object_pairs_hook=_once_each), []
+    except RecursionError:
+        return None, ["body: is JSON text nested too deep to read (over about 1,000 levels)"]
     except _RepeatedKeyError as repeated:
         return None, [f"body: the JSON text names the key {_show(repeated.key, 40)} twice in one object"]
     except ValueError as exc:  # JSONDecodeError, or a constant refused: say where, never the text itself
@@ -815,7 +817,9 @@ def _base_url_problem(base_url: Any, key: str) -> str | None:
         return f"{shown} is not an https URL {example}"
     if not re.fullmatch(rb"[A-Za-z0-9.:-]+", url.raw_host) or not 0 < (url.port or 443) < 65536:
         return f"{shown} does not name a host (and port) that can be reached, {example}"
-    if url.query or url.fragment or url.path.rstrip("/") not in ("", "/v1"):
+    if url.path.rstrip("/").lower() == "/v1" and not (url.query or url.fragment):
+        return f"{shown} must be a host and nothing else: leave out /v1 (the scripts add it), {example}"
+    if url.query or url.fragment or url.path.rstrip("/"):
         return f"{shown} must be a host and nothing else (no path, ?query or #fragment), {example}"
     if url.scheme == "http" and not _is_loopback(url.host):
         return f"{shown} uses plain http, which would send the API key unencrypted: use https://"
@@ -901,17 +905,24 @@ class _Endpoint(NamedTuple):
 
 
 def _call_kustomer(
-    auth: kustomer, endpoint: _Endpoint, body: Any = None, if_unknown: str = "", deadline: float = math.inf
+    auth: kustomer,
+    endpoint: _Endpoint,
+    body: Any = None,
+    if_unknown: str = "",
+    deadline: float = math.inf,
+    waits_until: float = math.inf,
 ) -> Any:
     """Send one request to Kustomer and return its JSON answer, or raise a KustomerError.
 
     `if_unknown` says what to check when a write went out and its answer was lost; `deadline` (the
-    policy's clock) is when the job's time is up: no attempt runs past it, no wait ends after it. The error raised
+    policy's clock) is when the job's time is up: no attempt runs past it, no wait ends after it;
+    `waits_until`, when earlier, is when waiting must end (an attempt may still run to the deadline). The error raised
     carries no chained exception and no traceback from below this call: those would hold httpx's
     request, whose Authorization header is the key.
     """
     url = _base_url(auth).copy_with(raw_path=endpoint.path.encode("ascii"))  # the path arrives percent-encoded
     exchange = _Exchange(auth["apiKey"].strip(), url, endpoint, deadline)
+    exchange.waits_until = min(waits_until, exchange.deadline)
     failure: KustomerError
     try:
         return exchange.send_handling_retries(body, if_unknown)
@@ -945,6 +956,7 @@ class _Exchange:
         self.lock = threading.Lock()  # the deadline acts only while its attempt lasts
         self.waited = 0.0
         self.timeout = httpx.Timeout(self.policy.read_timeout, connect=self.policy.connect_timeout)
+        self.waits_until = self.deadline
 
     # -- the layers, from the outside in --
 
@@ -985,8 +997,9 @@ class _Exchange:
                 self.pause(wait, why, rate_limited + 1, self.policy.max_rate_limited)
 
     def in_time(self, wait: float | None) -> float | None:
-        """`wait`, unless the job's time would be up before an attempt after it could end: None."""
-        if wait is not None and self.policy.clock() + wait + 1 > self.deadline:
+        """`wait`, unless the job's time would be up before an attempt after it could end, or the wait
+        would end after `waits_until`: None."""
+        if wait is not None and self.policy.clock() + wait + 1 > min(self.deadline, self.waits_until):
             self.out_of_time = True
             return None
         return wait

@@ -93,7 +93,7 @@ def read_outcomes(
     returns them once it is complete, or None while it is not. Its requests end by `deadline` (POLICY's clock)."""
     _raise_if_invalid(_auth_problems(auth) + _watch_problems(bulk_id, expected_items, "", 0, 0.0))
     watch = _BulkWatch(auth, bulk_id.strip().lower(), expected_items, 0.0, 0.0)
-    watch.deadline = min(watch.deadline, deadline)
+    watch.deadline = watch.looks_until = min(watch.deadline, deadline)  # a 429 is waited out within it
     return watch.look()
 
 
@@ -249,7 +249,8 @@ class _BulkWatch:
             self.pause(gap, "Pacing the reads (min_interval_seconds)", "then the next read")
         self.last_request = self.policy.clock()
         endpoint = _Endpoint("GET", path, BULK_READ_ROLE, BULK_NOT_FOUND, max_bytes)
-        return _call_kustomer(self.auth, endpoint, deadline=self.deadline)
+        # A rate-limit wait ends by max_wait_seconds; the READ_TIME past it is for an answer in flight.
+        return _call_kustomer(self.auth, endpoint, deadline=self.deadline, waits_until=self.looks_until)
 
     def pause(self, wait: float, why: str, then: str) -> None:
         _wait_saying_why(self.policy, wait, why, then)
@@ -540,7 +541,9 @@ def _base_url_problem(base_url: Any, key: str) -> str | None:
         return f"{shown} is not an https URL {example}"
     if not re.fullmatch(rb"[A-Za-z0-9.:-]+", url.raw_host) or not 0 < (url.port or 443) < 65536:
         return f"{shown} does not name a host (and port) that can be reached, {example}"
-    if url.query or url.fragment or url.path.rstrip("/") not in ("", "/v1"):
+    if url.path.rstrip("/").lower() == "/v1" and not (url.query or url.fragment):
+        return f"{shown} must be a host and nothing else: leave out /v1 (the scripts add it), {example}"
+    if url.query or url.fragment or url.path.rstrip("/"):
         return f"{shown} must be a host and nothing else (no path, ?query or #fragment), {example}"
     if url.scheme == "http" and not _is_loopback(url.host):
         return f"{shown} uses plain http, which would send the API key unencrypted: use https://"
@@ -626,17 +629,24 @@ class _Endpoint(NamedTuple):
 
 
 def _call_kustomer(
-    auth: kustomer, endpoint: _Endpoint, body: Any = None, if_unknown: str = "", deadline: float = math.inf
+    auth: kustomer,
+    endpoint: _Endpoint,
+    body: Any = None,
+    if_unknown: str = "",
+    deadline: float = math.inf,
+    waits_until: float = math.inf,
 ) -> Any:
     """Send one request to Kustomer and return its JSON answer, or raise a KustomerError.
 
     `if_unknown` says what to check when a write went out and its answer was lost; `deadline` (the
-    policy's clock) is when the job's time is up: no attempt runs past it, no wait ends after it. The error raised
+    policy's clock) is when the job's time is up: no attempt runs past it, no wait ends after it;
+    `waits_until`, when earlier, is when waiting must end (an attempt may still run to the deadline). The error raised
     carries no chained exception and no traceback from below this call: those would hold httpx's
     request, whose Authorization header is the key.
     """
     url = _base_url(auth).copy_with(raw_path=endpoint.path.encode("ascii"))  # the path arrives percent-encoded
     exchange = _Exchange(auth["apiKey"].strip(), url, endpoint, deadline)
+    exchange.waits_until = min(waits_until, exchange.deadline)
     failure: KustomerError
     try:
         return exchange.send_handling_retries(body, if_unknown)
@@ -670,6 +680,7 @@ class _Exchange:
         self.lock = threading.Lock()  # the deadline acts only while its attempt lasts
         self.waited = 0.0
         self.timeout = httpx.Timeout(self.policy.read_timeout, connect=self.policy.connect_timeout)
+        self.waits_until = self.deadline
 
     # -- the layers, from the outside in --
 
@@ -710,8 +721,9 @@ class _Exchange:
                 self.pause(wait, why, rate_limited + 1, self.policy.max_rate_limited)
 
     def in_time(self, wait: float | None) -> float | None:
-        """`wait`, unless the job's time would be up before an attempt after it could end: None."""
-        if wait is not None and self.policy.clock() + wait + 1 > self.deadline:
+        """`wait`, unless the job's time would be up before an attempt after it could end, or the wait
+        would end after `waits_until`: None."""
+        if wait is not None and self.policy.clock() + wait + 1 > min(self.deadline, self.waits_until):
             self.out_of_time = True
             return None
         return wait
