@@ -626,3 +626,35 @@ def test_with_skip_invalid_the_report_is_in_input_order_and_every_entry_says_wha
     assert [e["position"] for e in entries] == list(range(150))
     assert all(e["externalId"] == f"x-{e['position']}" for e in entries)
     assert all("check" in e for e in entries if e["outcome"] != "created")
+
+
+# ---- what an import costs the workers: the grouping rule ----
+
+
+def test_a_job_takes_as_many_batches_as_fit_in_ten_minutes_at_the_pace_and_never_plans_past_cloud_s_900_s(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    prepare = load_step(monkeypatch, "prepare", {})
+    send = load_step(monkeypatch, "send_group", {})
+    assert send.SEND_UNTIL < send.END_BY < 900  # a job's own bound, inside Cloud's
+    for per_minute in [0, 1, 2, 7, 60, 300, 1000, 2000, 10_000]:
+        size = prepare.group_size(per_minute)
+        rate = per_minute or prepare.UNPACED_PLAN
+        planned = size * prepare.REQUESTS_PER_BATCH * 60 / rate  # seconds of requests at the pace
+        assert 1 <= size <= prepare.MAX_GROUP
+        assert planned <= prepare.JOB_PLAN_SECONDS <= send.SEND_UNTIL, per_minute
+    assert prepare.group_size(1) == 5  # the slowest pace a user can ask: 10 requests, 10 minutes
+    assert prepare.group_size(1000) == 500  # 20,000 messages: one job
+
+
+def test_the_groups_cover_every_batch_once_in_order(workspace: Any) -> None:
+    """prepare alone, as a job: at 1 request a minute, 13 batches are 3 jobs of at most 5."""
+    from workbench.worker import run_job
+
+    ws, _ = workspace
+    with Sandbox() as box:
+        args = {"auth": auth(box), "messages": json.dumps(messages(1234)), "max_requests_per_minute": 1}
+        job = run_job(FLOW / "prepare.inline_script.py", args, "f/kustomer/import_messages/prepare", workspace=ws)
+    assert job.exit_code == 0, job.result
+    assert job.result["groups"] == [[0, 5], [5, 10], [10, 13]]
+    assert job.result["plan"]["jobs"] == 3
