@@ -143,6 +143,16 @@ def load_step(monkeypatch: pytest.MonkeyPatch, name: str, stored: dict[str, byte
 
     monkeypatch.setattr(wmill, "load_s3_file_reader", reader)
     monkeypatch.setattr(wmill, "write_s3_file", lambda obj, data, *a: stored.__setitem__(obj["s3"], data))
+
+    class Windmill:  # the client's upload route, as the steps' `save` calls it
+        workspace = "local"
+
+        def post(self, endpoint: str, params: dict[str, str], content: bytes, **_: Any) -> httpx.Response:
+            assert endpoint == "/w/local/job_helpers/upload_s3_file"
+            stored[params["file_key"]] = content
+            return httpx.Response(200, json={"file_key": params["file_key"]})
+
+    monkeypatch.setattr(wmill, "Windmill", Windmill)
     monkeypatch.setattr(wmill, "delete_s3_object", lambda obj, *a: stored.pop(obj["s3"], None))
     spec = importlib.util.spec_from_file_location(name, FLOW / f"{name}.inline_script.py")
     assert spec is not None

@@ -190,7 +190,7 @@ def test_a_second_run_of_the_same_import_while_the_first_runs_is_refused_and_sen
     ws, storage = workspace
     given = messages(1_000, external=True)
     storage.put("uploads/history.jsonl", jsonl(given))
-    inputs = {"messages_file": {"s3": "uploads/history.jsonl"}, "max_requests_per_minute": 300}
+    inputs = {"messages_file": {"s3": "uploads/history.jsonl"}, "max_requests_per_minute": 120}  # 10 s of requests
     with Sandbox(bulk_seconds=0.2) as box:
         first: list[Any] = []
         thread = threading.Thread(target=lambda: first.append(run(ws, auth=auth(box), **inputs)))

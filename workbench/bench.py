@@ -308,6 +308,8 @@ def import_at_scale(count: int, budget: int, inline: bool = False) -> dict[str, 
             raise SystemExit(f"bench: the import at scale failed: {str(job.result)[:500]}")
         batches = job.result["counts"]["messages"] / 100
         sent = sorted(r["at"] for r in sandbox.requests if r["path"].startswith("/v1/"))
+        last_send = max(r["at"] for r in sandbox.requests if r["method"] == "POST")
+        sending = [at for at in sent if at <= last_send]  # while the import still had batches to send
         kept = storage.objects("kustomer_import/")
         return {
             "input": len(data) if not inline else len(json.dumps(args["messages"], separators=(",", ":"))),
@@ -322,6 +324,7 @@ def import_at_scale(count: int, budget: int, inline: bool = False) -> dict[str, 
             "python_jobs_per_batch": workspace.python_jobs / batches,
             "per_minute": count / elapsed * 60,
             "requests_per_minute": (len(sent) - 1) / (sent[-1] - sent[0]) * 60 if len(sent) > 1 else 0.0,
+            "sending_per_minute": (len(sending) - 1) / (sending[-1] - sending[0]) * 60 if len(sending) > 1 else 0.0,
             "busiest_6s": busiest(sent, 6.0),
             "requests_per_batch": len(sent) / batches,
             "elapsed": elapsed,
@@ -347,7 +350,7 @@ def scale_row(count: int, budget: int) -> Row:
     scale = import_at_scale(count, budget)
     mib = 1024 * 1024
     share = budget / 10  # the budget's share of a 6 s window
-    pace = scale["requests_per_minute"] / budget
+    pace = scale["sending_per_minute"] / budget
     met = (
         scale["stored"] <= 3 * scale["input"]
         and scale["storage"] <= 4 * scale["input"]
@@ -367,7 +370,8 @@ def scale_row(count: int, budget: int) -> Row:
         f"{scale['longest']:.0f} s; peak memory "
         + ", ".join(f"{k} {v / 1024:.0f} MiB" for k, v in scale["peaks"].items())
         + f"; prepare checks {scale['prepare_per_minute']:,.0f} messages/min",
-        f"requests at {pace:.0%} of the budget ({scale['requests_per_minute']:.0f}/min, "
+        f"requests at {pace:.0%} of the budget while batches remain to send ({scale['sending_per_minute']:.0f}/min; "
+        f"{scale['requests_per_minute']:.0f}/min with the last reads, 5 s after the last send; "
         f"{scale['requests_per_batch']:.2f} a batch), busiest 6 s: {scale['busiest_6s']} (share {share:.0f}); "
         f"{scale['per_minute']:.0f} msg/min confirmed ({scale['elapsed']:.0f} s); 429s: {scale['429']}; "
         f"bookkeeping per batch: {scale['storage_requests_per_batch']:.1f} storage requests, "

@@ -263,7 +263,7 @@ def _busy(import_id: str, lease: dict[str, Any]) -> ImportBusyError:
 def _still_running(job: str) -> bool:
     """Whether the flow run `job` is queued or running in this workspace; a job Windmill no longer
     knows (404) is not. Read with the wmill client's own job route (client.py, get_job)."""
-    client = wmill.Windmill()  # type: ignore[no-untyped-call]
+    client = windmill()
 
     def once() -> bool:
         answer = client.get(f"/w/{client.workspace}/jobs_u/get/{job}", raise_for_status=False)
@@ -589,8 +589,32 @@ def load_json(key: str) -> Any:
 
 
 def save(key: str, data: bytes) -> None:
-    """Write an object whole; tried again on failure, which is safe: the same bytes under the same key."""
-    _tried(lambda: wmill.write_s3_file({"s3": key}, data), f"write {key}")
+    """Write an object whole; tried again on failure, which is safe: the same bytes under the same key.
+    It is `wmill.write_s3_file`'s request (its route, query and body), sent over the wmill client's own
+    kept-open connection: `write_s3_file` makes a new httpx client, with a new TLS context, each time."""
+
+    def once() -> None:
+        store = windmill()
+        answer = store.post(
+            f"/w/{store.workspace}/job_helpers/upload_s3_file",
+            params={"file_key": key},
+            content=data,
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        if answer.json().get("file_key") != key:
+            raise ImportStorageError(f"the storage did not confirm {key}")
+
+    _tried(once, f"write {key}")
+
+
+_WINDMILL: list[Any] = []  # one wmill client for the job, from any thread
+
+
+def windmill() -> Any:
+    """The job's wmill client (what wmill's own functions use, made once)."""
+    if not _WINDMILL:
+        _WINDMILL.append(wmill.Windmill())  # type: ignore[no-untyped-call]
+    return _WINDMILL[0]
 
 
 def save_json(key: str, value: Any) -> None:
