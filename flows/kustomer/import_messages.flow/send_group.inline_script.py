@@ -47,7 +47,10 @@ from f.kustomer import wait_for_bulk_results as waiter
 
 SEND_UNTIL = 660.0  # seconds into the job: no send starts later
 END_BY = 780.0  # seconds into the job: no request runs later (Cloud ends a job at 900 s)
-WORKERS = 8  # requests in flight at once
+WORKERS = 8  # requests in flight at once, paced
+UNPACED_WORKERS = 4  # unpaced: fewer, so that a small budget's 429s do not starve anyone
+SEND_AGAIN = 3  # times a batch nothing of which reached Kustomer (rate limited, no connection) is sent again
+SEND_AGAIN_AFTER = 15.0  # seconds, times the number of tries so far
 # Seconds after an operation is submitted before its first read: most are done by then, so one read
 # confirms it. A worker may set it (WHITELIST_ENVS); the workbench's tests do, against a sandbox
 # whose operations take a fraction of a second.
@@ -94,10 +97,11 @@ class Pacer:
         self.lock = threading.Lock()
 
     def wait_turn(self) -> None:
+        """One thread at a time takes the next turn, `interval` after the last one was taken: a thread
+        that wakes late (a busy worker) pushes the turns after it back, instead of going out together."""
         with self.lock:
-            at = max(time.monotonic(), self.next_at)
-            self.next_at = at + self.interval
-        time.sleep(max(0.0, at - time.monotonic()))
+            time.sleep(max(0.0, self.next_at - time.monotonic()))
+            self.next_at = time.monotonic() + self.interval
 
     def hold(self) -> None:
         """At the end of the job: the next job's first request comes no sooner than this one's next turn."""
@@ -121,6 +125,8 @@ class GroupJob:
         self.lease_lost = False
         self.looks: dict[int, int] = {}
         self.states: dict[int, dict[str, Any]] = {}  # what this job last read or wrote of a batch it works on
+        self.workers = WORKERS if per_minute else UNPACED_WORKERS
+        self.tries: dict[int, int] = {}  # sends of a batch in this job
 
     # -- the job's loop: sends in order, confirmations and lookups as they fall due --
 
@@ -179,11 +185,17 @@ class GroupJob:
             while self.due and self.due[0][0] <= time.monotonic():
                 ready.append(heapq.heappop(self.due))
         for _, batch, action in ready:
-            self.start(pool, self.confirm if action == "confirm" else self.resolve, batch)
+            if action != "send":
+                self.start(pool, self.confirm if action == "confirm" else self.resolve, batch)
+            elif self.elapsed() < SEND_UNTIL and self.lease_is_ours():
+                self.start(pool, functools.partial(self.send, again=bool(self.states[batch].get("sent_again"))), batch)
+            else:
+                with self.lock:
+                    self.left += 1
 
     def start(self, pool: ThreadPoolExecutor, work: Callable[[int], None], batch: int) -> None:
         with self.lock:
-            while self.in_flight >= WORKERS:
+            while self.in_flight >= self.workers:
                 self.lock.wait()
             self.in_flight += 1
 
@@ -228,6 +240,14 @@ class GroupJob:
         try:
             answer = bulk.send_bulk(self.auth, messages, deadline=self.deadline)
         except NOTHING_SENT as error:
+            tries = self.tries[batch] = self.tries.get(batch, 0) + 1
+            transient = isinstance(error, (bulk.KustomerRateLimitError, bulk.KustomerConnectionError))
+            if transient and tries <= SEND_AGAIN:  # nothing reached Kustomer: safe to send later
+                new = {"state": "new", **({"sent_again": True} if again else {})}
+                save_json(key, new)
+                print(f"{where}: not sent ({_first(str(error))}); sent again in {SEND_AGAIN_AFTER * tries:.0f} s.")
+                self.schedule(SEND_AGAIN_AFTER * tries, batch, "send", new)
+                return
             why = str(error)
             if isinstance(error, bulk.KustomerRateLimitError):  # inside this flow, the lever is its input
                 why = re.sub(r"in a flow, lower [^:]*", RATE_LIMIT_LEVER, why)
