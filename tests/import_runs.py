@@ -142,7 +142,10 @@ def load_step(monkeypatch: pytest.MonkeyPatch, name: str, stored: dict[str, byte
         return _StoredReader(stored[obj["s3"]])
 
     monkeypatch.setattr(wmill, "load_s3_file_reader", reader)
-    monkeypatch.setattr(wmill, "write_s3_file", lambda obj, data, *a: stored.__setitem__(obj["s3"], data))
+    def write(obj: dict[str, str], data: Any, *_: Any) -> None:  # bytes, or an open file as the report gives
+        stored[obj["s3"]] = data if isinstance(data, bytes) else data.read()
+
+    monkeypatch.setattr(wmill, "write_s3_file", write)
 
     class Windmill:  # the client's upload route, as the steps' `save` calls it
         workspace = "local"

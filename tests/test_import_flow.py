@@ -659,3 +659,40 @@ def test_the_groups_cover_every_batch_once_in_order(workspace: Any) -> None:
     assert job.exit_code == 0, job.result
     assert job.result["groups"] == [[0, 5], [5, 10], [10, 13]]
     assert job.result["plan"]["jobs"] == 3
+
+
+def test_the_reports_runs_of_alike_outcomes_hold_one_entry_each_whatever_their_length(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A wrong key fails every batch alike: 300,000 alike failures are one run of one entry, not
+    300,000 entries kept to show the first and the last."""
+    import tracemalloc
+
+    report = load_step(monkeypatch, "report", {})
+    runs = report.Runs()
+    tracemalloc.start()
+    for position in range(300_000):
+        runs.add({"position": position, "outcome": "failed", "why": "Kustomer refused the batch: 401"})
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert [(first["position"], last, count) for first, last, count in runs.runs] == [(0, 299_999, 300_000)]
+    assert peak < 1_000_000  # bytes: the entries come and go, one at a time
+
+
+def test_an_operation_not_read_yet_keeps_its_id_and_external_ids_and_says_to_run_the_import_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    accepted = {"state": "accepted", "bulk_id": "5f0c1a2b3c4d5e6f7a8b9c0d", "at": 0}
+    accepted["messages"] = [[0, None, None, None], [1, None, "e1", None]]
+    stored = stored_batch(BATCH, accepted)
+    manifest = {"batches": 1, "counts": {"messages": 2, "valid": 2, "invalid": 0}, "inline": False}
+    stored["kustomer_import/imp/manifest.json"] = json.dumps(manifest).encode()
+    report = load_step(monkeypatch, "report", stored)
+    with pytest.raises(report.ImportIncompleteError) as incomplete:
+        report.main({"import_id": "imp"})
+    entries = [json.loads(line) for line in stored["kustomer_import/imp/unknown.jsonl"].splitlines()]
+    assert [e.get("externalId") for e in entries] == [None, "e1"]
+    assert {e["bulk_id"] for e in entries} == {"5f0c1a2b3c4d5e6f7a8b9c0d"}
+    assert all(e["check"].startswith("run the import again: it reads the operation's outcome") for e in entries)
+    assert "Run the import again (the same input, the same org)" in str(incomplete.value)
+    assert "kustomer_import/imp/batch-0.json" in stored  # not finished: its copy stays

@@ -139,6 +139,10 @@ class Handler(BaseHTTPRequestHandler):
 
     # -- routing --
 
+    def parse_request(self) -> bool:
+        self.arrived = time.time()  # when the request reached "Kustomer": its line, before any body is read
+        return super().parse_request()
+
     def do_GET(self) -> None:
         if self.path.startswith("/__sandbox/"):
             views: dict[str, Any] = {
@@ -262,7 +266,7 @@ class Handler(BaseHTTPRequestHandler):
         except ValueError:
             body = raw.decode("utf-8", "replace")
         record = {"method": self.command, "path": self.path, "headers": headers, "body": body, "status": None}
-        record["at"] = time.time()
+        record["at"] = getattr(self, "arrived", time.time())
         record["client_port"] = self.client_address[1]  # which connection: a kept-open one comes back
         self.state.journal(record)
         return {**record, "_raw": raw, "_journal": record}

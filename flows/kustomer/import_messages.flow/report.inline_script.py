@@ -83,7 +83,7 @@ def _report(import_id: str, manifest: dict[str, Any]) -> dict[str, Any]:
     folder = import_folder(import_id)
     counts = dict.fromkeys(OUTCOMES, 0)
     not_created: list[dict[str, Any]] = []
-    runs = _Runs()
+    runs = Runs()
     retry_inline: list[Any] | None = [] if manifest.get("inline") else None
     retry_bytes = 0
     done: list[tuple[int, bool]] = []  # each batch whose outcome is known, and whether retry_file holds some of it
@@ -293,7 +293,7 @@ def _entries(batch: int, state: dict[str, Any]) -> list[dict[str, Any]]:
     return entries
 
 
-class _Runs:
+class Runs:
     """Consecutive positions with the same outcome and reason, the first SHOWN runs: a batch's 100 are
     one line. Each run keeps its first entry, its last position and its size: memory stays flat."""
 
@@ -315,7 +315,7 @@ class _Runs:
             self.more = True
 
 
-def _explain(report: dict[str, Any], runs: _Runs) -> str:
+def _explain(report: dict[str, Any], runs: Runs) -> str:
     counts = report["counts"]
     lines = [
         f"{counts['messages']} messages: {counts['created']} created, {counts['failed']} failed, "
