@@ -142,6 +142,7 @@ def load_step(monkeypatch: pytest.MonkeyPatch, name: str, stored: dict[str, byte
         return _StoredReader(stored[obj["s3"]])
 
     monkeypatch.setattr(wmill, "load_s3_file_reader", reader)
+
     def write(obj: dict[str, str], data: Any, *_: Any) -> None:  # bytes, or an open file as the report gives
         stored[obj["s3"]] = data if isinstance(data, bytes) else data.read()
 
