@@ -696,3 +696,18 @@ def test_an_operation_not_read_yet_keeps_its_id_and_external_ids_and_says_to_run
     assert all(e["check"].startswith("run the import again: it reads the operation's outcome") for e in entries)
     assert "Run the import again (the same input, the same org)" in str(incomplete.value)
     assert "kustomer_import/imp/batch-0.json" in stored  # not finished: its copy stays
+
+
+def test_a_resumed_message_that_is_invalid_is_named_by_its_original_position_too(workspace: Any) -> None:
+    """A retry_file's messages keep the _clientRef of their first import (position-<i>): the error
+    names it, and every report entry keeps it, so a chain of resumes points at the original export."""
+    ws, storage = workspace
+    retry = [{"channel": "fax", "app": "a", "_clientRef": "position-1234"}, {"channel": "chat", "app": "a"}]
+    storage.put("uploads/retry.jsonl", jsonl(retry))
+    with Sandbox() as box:
+        job = run(ws, auth=auth(box), messages_file={"s3": "uploads/retry.jsonl"}, skip_invalid=True)
+    text = job.result["message"]
+    assert "messages[0].channel: 'fax' is not one of" in text
+    entries = read_jsonl(storage, job.result["extra"]["report_file"])
+    assert entries[0]["_clientRef"] == "position-1234"
+    assert "its _clientRef 'position-1234' names the original export's position" in entries[0]["why"]

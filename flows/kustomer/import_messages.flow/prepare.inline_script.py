@@ -398,6 +398,9 @@ def _checked(items: Iterator[tuple[int, Any, str]], seen: dict[int, int]) -> Ite
                 problems = [f"{where}._clientRef: repeats messages[{seen[digest]}]._clientRef; each must be unique"]
             else:
                 seen[digest] = position
+        if problems and isinstance(ref, str) and ref.startswith("position-") and ref != f"position-{position}":
+            # a message of a retry_file: say where it was in the original export too
+            problems = [f"{p} (its _clientRef {ref[:60]!r} names the original export's position)" for p in problems]
         yield position, message, problems
 
 
