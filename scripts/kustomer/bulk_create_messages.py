@@ -78,6 +78,23 @@ def send_bulk(auth: kustomer, body: list[dict[str, Any]], deadline: float = math
     return _call_kustomer(auth, bulk, body, _check_before_rerun(body), deadline)
 
 
+def message_problems(message: Any, where: str) -> list[str]:
+    """For the import flow: one bulk item's problems by this script's rules (its fields, `_clientRef`,
+    this job's token), each named from `where`; none when `main` would send it."""
+    return _message_problems(message, where, BULK_REQUIRED, CLIENT_REF) or _token_problems(message, where)
+
+
+def parse_json_text(text: str) -> tuple[Any, list[str]]:
+    """For the import flow: JSON text read as `main` reads a body given as text (strict: no NaN or
+    Infinity, no key named twice); the value, or the problem."""
+    return _given_body(text)
+
+
+def strict_json_decoder() -> json.JSONDecoder:
+    """For the import flow: the decoder `parse_json_text` uses, to read a long array piece by piece."""
+    return json.JSONDecoder(parse_constant=_not_json_constant, object_pairs_hook=_once_each)
+
+
 MESSAGE_WRITE_ROLE = "org.permission.message.create (or the legacy org.user.message.write)"
 IDS_NOT_FOUND = "Check the conversation, customer and other ids in the body: they must exist in the key's org."
 BULK_REQUIRED = ("channel", "app")

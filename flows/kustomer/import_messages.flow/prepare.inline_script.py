@@ -389,8 +389,7 @@ def _checked(items: Iterator[tuple[int, Any, str]], seen: dict[int, int]) -> Ite
             continue
         if isinstance(message, dict) and "_clientRef" not in message:
             message = {**message, "_clientRef": f"position-{position}"}
-        problems = kustomer._message_problems(message, where, kustomer.BULK_REQUIRED, kustomer.CLIENT_REF)
-        problems = problems or kustomer._token_problems(message, where)
+        problems = kustomer.message_problems(message, where)
         ref = message.get("_clientRef") if isinstance(message, dict) else None
         if not problems and isinstance(ref, str):
             digest = int.from_bytes(blake2b(ref.encode("utf-8", "replace"), digest_size=8).digest(), "big")
@@ -445,7 +444,7 @@ def _parsed(raw: bytes) -> tuple[Any, str]:
     except UnicodeDecodeError as exc:
         return None, f"not UTF-8 text (byte {exc.start} of the line)"
     try:
-        value, problems = kustomer._given_body(text)
+        value, problems = kustomer.parse_json_text(text)
     except RecursionError:
         return None, "nested too deep to read (over about 1,000 levels)"
     return value, problems[0].removeprefix("body: ") if problems else ""
@@ -455,7 +454,7 @@ def _array_items(chunks: Iterator[bytes], name: str) -> Iterator[tuple[int, Any,
     """The items of one JSON array, read piece by piece: memory holds about one message at a time.
     A flaw in the array leaves the rest unreadable, so it refuses the whole file."""
     decode = codecs.getincrementaldecoder("utf-8")().decode
-    decoder = json.JSONDecoder(parse_constant=kustomer._not_json_constant, object_pairs_hook=kustomer._once_each)
+    decoder = kustomer.strict_json_decoder()
     buffer, at, eof, position = "", 0, False, 0
 
     read = 0  # bytes decoded so far
