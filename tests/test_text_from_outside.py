@@ -71,6 +71,21 @@ def test_arrays_are_walked_near_the_top_only_and_up_to_1000_items() -> None:
     assert out == {"shallow": [{"a": "x"}], "deep": deep, "long": long}
 
 
+def nested(levels: int, inner: Any) -> Any:
+    for _ in range(levels):
+        inner = {"meta": inner}
+    return inner
+
+
+def test_an_argument_nested_50_levels_with_a_marker_fails_the_job_and_49_levels_are_walked() -> None:
+    workspace = Workspace(variables={"v": "x"})
+    assert workspace.interpolate({"body": nested(49, "$var:v")}, reserved()) == {"body": nested(49, "x")}
+    with pytest.raises(InterpolationError, match="Argument `meta` nests 50 levels or more"):
+        workspace.interpolate({"body": nested(50, "$var:v")}, reserved())
+    deep_without_marker = nested(120, "$WM_TOKEN")  # never walked: no marker in its text
+    assert workspace.interpolate({"body": deep_without_marker}, reserved()) == {"body": deep_without_marker}
+
+
 def test_json_text_in_one_string_is_never_replaced() -> None:
     text = json.dumps([{"preview": "$var:u/admin/kustomer_key", "subject": "$WM_TOKEN"}])
     assert Workspace(variables={"u/admin/kustomer_key": "s"}).interpolate({"body": text}, reserved()) == {"body": text}

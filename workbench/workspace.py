@@ -4,8 +4,9 @@
   top-level argument whose JSON text matches `_MARKER` is walked; a string that *starts with*
   `$var:` becomes the variable's value, `$jsonvar:` its parsed JSON, `$res:` the resource, and `$`
   followed by a reserved name (`$WM_TOKEN`, ...) that reserved value; any other string is kept.
-  Objects are walked to depth 50; arrays at depth 2 or less and of at most 1,000 items (newer workers;
-  older ones skip arrays). A variable or resource that does not exist fails the job. A string holding
+  Objects are walked to depth 50: an argument that nests 50 levels or more fails the job
+  (`MAX_INTERPOLATION_DEPTH`, newest workers); arrays are walked at depth 2 or less and of at most
+  1,000 items (newer workers; older ones skip arrays). A variable or resource that does not exist fails the job. A string holding
   JSON text (it starts with `{` or `[`) is never replaced.
 - **Every job gets its own token** in `WM_TOKEN`, and `WM_WORKSPACE`, `BASE_INTERNAL_URL`,
   `WM_BASE_URL`, `WM_JOB_ID`, `WM_ROOT_FLOW_JOB_ID` (variables.rs, `get_reserved_variables`).
@@ -32,7 +33,7 @@ from workbench.chaos import Chaos
 
 # windmill-worker common.rs RE_RES_VAR: only an argument whose JSON text holds one is walked.
 _MARKER = re.compile(r"\$(?:var|jsonvar|res|encrypted)\:|\"\$interpolate\"")
-MAX_OBJECT_DEPTH = 50
+MAX_INTERPOLATION_DEPTH = 50  # deeper fails the job (shared/reference/windmill-flow-semantics.md section 8)
 MAX_ARRAY_DEPTH = 2
 MAX_ARRAY_ITEMS = 1000
 
@@ -48,7 +49,8 @@ TOO_LARGE = (  # worker common.rs, check_result_too_big, word for word
 
 
 class InterpolationError(Exception):
-    """A `$var:` or `$res:` the workspace does not hold: the job fails before it runs."""
+    """A `$var:` or `$res:` the workspace does not hold, or an argument nested too deep to walk: the job
+    fails before it runs."""
 
 
 @dataclass
@@ -100,7 +102,12 @@ class Workspace:
     def _walk(self, name: str, value: Any, reserved: dict[str, str], depth: int) -> Any:
         if isinstance(value, str):
             return self._replace(name, value, reserved)
-        if isinstance(value, dict) and depth <= MAX_OBJECT_DEPTH:
+        if isinstance(value, dict):
+            if depth + 1 >= MAX_INTERPOLATION_DEPTH:  # the argument itself is level 1
+                raise InterpolationError(
+                    f"Argument `{name}` nests {MAX_INTERPOLATION_DEPTH} levels or more: the worker's interpolation "
+                    "stops the job there (MAX_INTERPOLATION_DEPTH)"
+                )
             return {k: self._walk(k, v, reserved, depth + 1) for k, v in value.items()}
         if isinstance(value, list) and depth <= MAX_ARRAY_DEPTH and len(value) <= MAX_ARRAY_ITEMS:
             return [self._walk(name, v, reserved, depth + 1) for v in value]
