@@ -57,7 +57,7 @@ def auth() -> kustomer:
 # ---- replaying recorded answers (pytest-recording / vcrpy) ----
 
 
-def _bearer(live: Any, recorded: Any) -> None:
+def bearer_matches(live: Any, recorded: Any) -> None:
     """The live request carries a bearer token, as the recorded one did before its token was filtered."""
     for request in (live, recorded):
         value = request.headers.get("Authorization", "")
@@ -66,7 +66,7 @@ def _bearer(live: Any, recorded: Any) -> None:
 
 
 def pytest_recording_configure(config: pytest.Config, vcr: Any) -> None:
-    vcr.register_matcher("bearer", _bearer)
+    vcr.register_matcher("bearer", bearer_matches)
 
 
 @pytest.fixture(scope="module")

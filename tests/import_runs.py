@@ -10,9 +10,10 @@ import pytest
 
 from workbench.chaos import Chaos, FlowCancelled
 from workbench.local_flow import local_workspace, run_flow_job
+from workbench.paths import ROOT
 from workbench.sandbox import Sandbox
 from workbench.windmill_storage import WindmillStorage
-from workbench.worker import ROOT, JobResult
+from workbench.worker import JobResult
 from workbench.workspace import Workspace
 
 FLOW = ROOT / "flows" / "kustomer" / "import_messages.flow"

@@ -15,8 +15,8 @@ import textwrap
 
 import pytest
 
+from workbench.paths import ROOT
 from workbench.sandbox import Sandbox
-from workbench.worker import ROOT
 
 SCRIPTS = ("create_message", "bulk_create_messages", "wait_for_bulk_results")
 MESSAGE = {"conversation": "5f9a3c1e2b4d6f8a0c1e3b5d", "app": "postmark", "channel": "email", "direction": "in"}

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from workbench.worker import ROOT
+from workbench.paths import ROOT
 
 DEMO = Path(sys.executable).parent / "demo"
 

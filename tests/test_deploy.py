@@ -12,7 +12,7 @@ import pytest
 import yaml
 from windmill_standin import WindmillStandIn
 
-from workbench.worker import FLOWS, ROOT, script_names
+from workbench.paths import FLOWS, ROOT, script_names
 
 DEPLOY = Path(sys.executable).parent / "deploy"
 SCRIPTS = ROOT / "scripts" / "kustomer"

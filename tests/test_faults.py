@@ -23,8 +23,9 @@ import pytest
 from conftest import API_KEY, FakeTime
 from pytest_httpserver import HTTPServer
 
+from workbench.paths import SCRIPTS
 from workbench.sandbox import Sandbox
-from workbench.worker import SCRIPTS, run_job
+from workbench.worker import run_job
 
 BOTH = pytest.mark.parametrize("script", [create_message, bulk_create_messages], ids=["create", "bulk"])
 MESSAGE = {"channel": "sms", "app": "twilio", "direction": "in", "externalId": "SM-fault-1"}

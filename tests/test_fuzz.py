@@ -168,14 +168,14 @@ def bulk_from_form(draw: st.DrawFn) -> list[dict[str, Any]]:
 
 @given(from_form(form("create_message")))
 def test_bodies_from_the_create_form_pass_validation_and_the_sandbox(body: dict[str, Any]) -> None:
-    assert create_message._message_problems(body, "body", create_message.CREATE_REQUIRED) == []
+    assert create_message.body_problems(body) == []
     assert body_errors("/v1/messages", body) == []
     assert send(create_message, body) == (True, body)
 
 
 @given(bulk_from_form())
 def test_bodies_from_the_bulk_form_pass_validation_and_the_sandbox(body: list[dict[str, Any]]) -> None:
-    assert bulk_create_messages._bulk_problems(body) == []
+    assert bulk_create_messages.body_problems(body) == []
     assert body_errors("/v1/messages/bulk", body) == []
 
 
@@ -184,14 +184,14 @@ def test_bodies_from_the_bulk_form_pass_validation_and_the_sandbox(body: list[di
 
 @given(message_like() | json_values)
 def test_sandbox_accepts_exactly_what_create_message_accepts(body: Any) -> None:
-    script_accepts = create_message._message_problems(body, "body", create_message.CREATE_REQUIRED) == []
+    script_accepts = create_message.body_problems(body) == []
     sandbox_accepts = body_errors("/v1/messages", body) == []
     assert script_accepts == sandbox_accepts
 
 
 @given(st.lists(message_like(), max_size=3) | json_values)
 def test_sandbox_accepts_exactly_what_bulk_create_messages_accepts(body: Any) -> None:
-    script_accepts = bulk_create_messages._bulk_problems(body) == []
+    script_accepts = bulk_create_messages.body_problems(body) == []
     sandbox_accepts = body_errors("/v1/messages/bulk", body) == []
     assert script_accepts == sandbox_accepts
 
@@ -236,12 +236,12 @@ def test_scripts_and_sandbox_agree_on_hostile_dates(parts: tuple[int, int, int, 
     when = f"{year:04d}-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}:{second:02d}"
     when += zone if zone in ("Z", "z") else f"{zone}{off_hours:02d}:{off_minutes:02d}"
     body = {"channel": "email", "app": "x", "direction": "in", "sentAt": when}
-    script_accepts = create_message._message_problems(body, "body", create_message.CREATE_REQUIRED) == []
+    script_accepts = create_message.body_problems(body) == []
     assert script_accepts == (body_errors("/v1/messages", body) == []), when
 
 
 @pytest.mark.parametrize(("when", "valid"), DATE_TIMES)
 def test_scripts_and_sandbox_agree_on_rfc_3339_date_times(when: str, valid: bool) -> None:
     body = {"channel": "email", "app": "x", "direction": "in", "sentAt": when}
-    assert (create_message._message_problems(body, "body", create_message.CREATE_REQUIRED) == []) is valid
+    assert (create_message.body_problems(body) == []) is valid
     assert (body_errors("/v1/messages", body) == []) is valid

@@ -21,7 +21,8 @@ import respx
 from conftest import API_KEY, US, FakeTime
 from hostile_server import Answer, HostileServer, gzip_bomb
 
-from workbench.worker import SCRIPTS, run_job
+from workbench.paths import SCRIPTS
+from workbench.worker import run_job
 
 BOTH = pytest.mark.parametrize("script", [create_message, bulk_create_messages], ids=["create", "bulk"])
 MESSAGE: dict[str, Any] = {"channel": "sms", "app": "twilio", "direction": "in", "externalId": "SM-hard-1"}
@@ -245,7 +246,7 @@ def test_a_refused_connection_is_not_an_unknown_outcome(fake_time: FakeTime) -> 
 )
 def test_reset_time_table(headers: dict[str, str], expected: float | None) -> None:
     now = 1_700_000_000.0
-    reset = create_message._reset_time(httpx.Headers(headers), now, create_message.POLICY)
+    reset = create_message.reset_time(httpx.Headers(headers), now, create_message.POLICY)
     assert (reset - now if reset is not None else None) == expected
 
 
@@ -288,8 +289,8 @@ def test_a_parallel_import_still_gets_the_next_window_longest_waiter_first(fake_
     than one that lost once: the benchmark's import keeps every window full."""
     policy = create_message.POLICY
     reset = fake_time.now + 10
-    fourth = [create_message._rate_limit_wait(reset, 4, 30.0, policy) for _ in range(50)]
-    first = [create_message._rate_limit_wait(reset, 1, 0.0, policy) for _ in range(50)]
+    fourth = [create_message.rate_limit_wait(reset, 4, 30.0, policy) for _ in range(50)]
+    first = [create_message.rate_limit_wait(reset, 1, 0.0, policy) for _ in range(50)]
     assert all(w is not None and 10 < w <= 10.25 for w in fourth)
     assert max(w for w in fourth if w is not None) < min(w for w in first if w is not None) + 0.75
 

@@ -31,8 +31,8 @@ from import_runs import (
     workspace,
 )
 
+from workbench.paths import ROOT
 from workbench.sandbox import Sandbox
-from workbench.worker import ROOT
 
 __all__ = ["workspace"]  # the fixture, for pytest
 
@@ -374,9 +374,10 @@ def test_inside_the_flow_the_rate_limit_advice_names_max_requests_per_minute(mon
 
     def rate_limited(auth: Any, body: Any, deadline: float = 0) -> Any:
         raise bulk_create_messages.KustomerRateLimitError(
-            "Rate limited by Kustomer: ...; in a flow, lower the for-loop's parallelism or spread the schedule: "
-            "the limit is shared by every key and app of the org.",
-            429,
+            "Rate limited by Kustomer: 20 answer(s) 429 ... ",
+            "Run again after the reset; in a flow, lower the for-loop's parallelism or spread the schedule.",
+            reset_at=1_900_000_000.0,
+            answers=20,
         )
 
     monkeypatch.setattr(bulk_create_messages, "send_bulk", rate_limited)
@@ -384,6 +385,7 @@ def test_inside_the_flow_the_rate_limit_advice_names_max_requests_per_minute(mon
     step.SEND_AGAIN = 0  # no second try: the first answer is the last
     assert step.main({"apiKey": "k"}, "imp", [0, 1])["not_sent"] == 1
     state = json.loads(stored["kustomer_import/imp/state-0.json"])
+    assert state["why"].startswith("Rate limited by Kustomer: 20 answer(s) 429 ... ")
     assert "give max_requests_per_minute a share of the org's budget" in state["why"]
     assert "for-loop's parallelism" not in state["why"]
 

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from import_runs import QUICK_STEPS
 
+from workbench.paths import ROOT
 from workbench.sandbox import Sandbox
-from workbench.worker import ROOT, run_job
+from workbench.worker import run_job
 
 BIN = Path(sys.executable).parent
 

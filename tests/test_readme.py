@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from workbench.worker import ROOT
+from workbench.paths import ROOT
 
 
 def test_ci_runs_the_readme_test_command() -> None:

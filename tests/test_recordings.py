@@ -9,7 +9,7 @@ import create_message
 import pytest
 import vcr
 import yaml
-from conftest import API_KEY, RECORDINGS, _bearer
+from conftest import API_KEY, RECORDINGS, bearer_matches
 from vcr.errors import CannotOverwriteExistingCassetteException
 
 CASSETTES = sorted(RECORDINGS.rglob("*.yaml"))
@@ -57,7 +57,7 @@ def test_recording_holds_no_key(path: Path) -> None:
 
 def strict_vcr() -> vcr.VCR:
     recorder = vcr.VCR(record_mode="none", match_on=["method", "uri", "body", "bearer"])
-    recorder.register_matcher("bearer", _bearer)
+    recorder.register_matcher("bearer", bearer_matches)
     return recorder
 
 

@@ -307,7 +307,7 @@ def test_longer_waiters_wake_sooner_after_the_reset(fake_time: FakeTime) -> None
     policy = create_message.POLICY
     for losses in (1, 2, 4):
         for _ in range(50):
-            wait = create_message._rate_limit_wait(fake_time.now + 10, losses, 0.0, policy)
+            wait = create_message.rate_limit_wait(fake_time.now + 10, losses, 0.0, policy)
             assert wait is not None
             assert 10 < wait <= 10 + 1.0 / losses
 

@@ -49,7 +49,7 @@ def test_resource_type_describes_the_fields_the_scripts_read() -> None:
 def test_resource_type_pattern_agrees_with_the_scripts(url: str, accepted: bool) -> None:
     pattern = load("resource_types/kustomer.resource-type.yaml")["schema"]["properties"]["baseUrl"]["pattern"]
     assert bool(re.search(pattern, url)) is accepted
-    assert (create_message._base_url_problem(url, API_KEY) is None) is accepted
+    assert (create_message.base_url_problem(url, API_KEY) is None) is accepted
 
 
 def test_wmill_yaml_sees_only_the_kustomer_folder() -> None:

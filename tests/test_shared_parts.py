@@ -1,4 +1,5 @@
-"""The scripts are self-contained, so the code they share is copied: the copies must not drift."""
+"""The scripts are self-contained, so the code they share is copied from the modules of parts/: the
+copies must not drift, and each file holds every part its parts need."""
 
 from __future__ import annotations
 
@@ -10,13 +11,11 @@ from pathlib import Path
 import pytest
 
 from workbench import shared_parts
-from workbench.worker import SCRIPTS, script_names
+from workbench.paths import PARTS, SCRIPTS, script_names
 
 
-def resource_class(name: str) -> str:
-    match = re.search(r"^class kustomer\(TypedDict\):\n(?:(?:    .*)?\n)+", (SCRIPTS / name).read_text(), re.M)
-    assert match, f"{name}: no `class kustomer(TypedDict)`"
-    return match.group(0)
+def held(path: Path) -> set[str]:
+    return set(shared_parts.parts(path.read_text()))
 
 
 def test_every_shared_part_is_identical_to_its_source() -> None:
@@ -26,34 +25,47 @@ def test_every_shared_part_is_identical_to_its_source() -> None:
 def test_check_finds_an_edited_copy_and_the_tool_puts_the_source_back(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    for script in SCRIPTS.glob("*.py"):
-        shutil.copy(script, tmp_path / script.name)
-    monkeypatch.setattr(shared_parts, "SCRIPTS", tmp_path)
-    monkeypatch.setattr(shared_parts, "SOURCE", tmp_path / "create_message.py")
+    scripts = tmp_path / "scripts"
+    shutil.copytree(SCRIPTS, scripts)
+    monkeypatch.setattr(shared_parts, "SCRIPTS", scripts)
+    monkeypatch.setattr(shared_parts, "FLOWS", tmp_path / "no flows")
     monkeypatch.setattr(shared_parts, "ROOT", tmp_path)
-    copy = tmp_path / "bulk_create_messages.py"
+    copy = scripts / "bulk_create_messages.py"
     copy.write_text(copy.read_text().replace("def _backoff(", "def _backoff_edited(", 1))
 
     assert shared_parts.main(["--check"]) == 1
-    assert "differs: bulk_create_messages.py" in capsys.readouterr().err
+    assert "differs: scripts/bulk_create_messages.py" in capsys.readouterr().err
     assert shared_parts.main([]) == 0
     assert shared_parts.stale() == []
     assert copy.read_text() == (SCRIPTS / "bulk_create_messages.py").read_text()
 
 
-def test_every_script_holds_the_transport_and_the_creates_hold_the_message_schema() -> None:
-    holders = {name: set(shared_parts.parts((SCRIPTS / f"{name}.py").read_text())) for name in script_names()}
-    assert all("transport" in held for held in holders.values()), holders
-    assert "messages" in holders["create_message"]
-    assert "messages" in holders["bulk_create_messages"]
-    source = shared_parts.parts(shared_parts.SOURCE.read_text())["transport"]
-    for name in ("def _call_kustomer", "def _rate_limit_wait", "def _reset_time", "class _BoundedDecoder"):
-        assert name in source
+def test_each_part_is_a_module_of_parts_holding_that_part_only() -> None:
+    modules = sorted(PARTS.glob("*.py"))
+    assert {m.stem for m in modules} == {"__init__", "collector", "resource", "messages", "transport", "import_store"}
+    for module in modules:
+        assert held(module) == ({module.stem} if module.stem != "__init__" else set()), module.name
 
 
-def test_resource_type_class_is_identical_in_every_script() -> None:
-    classes = {resource_class(f"{name}.py") for name in script_names()}
-    assert len(classes) == 1
+def test_every_script_holds_the_parts_it_needs_and_every_part_what_it_imports() -> None:
+    holders = {path.name: held(path) for path in shared_parts.holders()}
+    for name in script_names():
+        assert {"collector", "resource", "transport"} <= holders[f"{name}.py"], name
+    assert "messages" in holders["create_message.py"]
+    assert "messages" in holders["bulk_create_messages.py"]
+    for step in ("prepare", "send_group", "report"):
+        assert holders[f"{step}.inline_script.py"] == {"import_store"}
+    # A part uses names of another part only by importing them in its module (so ruff and mypy check
+    # them); every file that holds the first part must then hold the second, where those names live.
+    needs = {
+        module.stem: set(re.findall(r"^from parts\.(\w+) import", module.read_text(), re.M))
+        for module in PARTS.glob("*.py")
+    }
+    assert needs["messages"] == {"transport"}
+    assert needs["transport"] == {"resource"}
+    for name, parts_held in holders.items():
+        for part in parts_held:
+            assert needs[part] <= parts_held, f"{name} holds {part}, which needs {needs[part]}"
 
 
 def test_scripts_import_only_the_standard_library_and_httpx() -> None:

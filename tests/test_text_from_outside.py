@@ -16,8 +16,9 @@ import httpx
 import pytest
 import respx
 
+from workbench.paths import SCRIPTS
 from workbench.sandbox import Sandbox
-from workbench.worker import SCRIPTS, run_job
+from workbench.worker import run_job
 from workbench.workspace import InterpolationError, Workspace
 
 US = "https://api.kustomerapp.com"

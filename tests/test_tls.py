@@ -26,8 +26,9 @@ import trustme
 from hostile_server import Answer, HostileServer
 from pytest_httpserver import HTTPServer
 
+from workbench.paths import SCRIPTS
 from workbench.sandbox import Sandbox
-from workbench.worker import SCRIPTS, run_job
+from workbench.worker import run_job
 
 KEY = "tls-test-key-0123456789abcdef"
 MESSAGE = {"channel": "chat", "app": "api", "direction": "in", "preview": "over TLS"}

@@ -367,7 +367,7 @@ def test_uniqueness_is_checked_in_linear_time() -> None:
 
     ids = [f"{i:024x}" for i in range(40_000)]
     started = time.perf_counter()
-    problems = create_message._message_problems(with_fields(attachments=[*ids, ids[5]]), "body", ("channel",))
+    problems = create_message.schema_problems(with_fields(attachments=[*ids, ids[5]]), "body", ("channel",))
     elapsed = time.perf_counter() - started
     text = "\n".join(problems)
     assert "body.attachments[40000]: repeats body.attachments[5]; items must be unique" in text

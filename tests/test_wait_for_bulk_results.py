@@ -13,9 +13,10 @@ import wait_for_bulk_results as wait
 from conftest import API_KEY, FakeTime
 from hostile_server import Answer, HostileServer
 
+from workbench.paths import SCRIPTS
 from workbench.sandbox import Sandbox
 from workbench.sandbox.state import SIMULATED_FAILURE
-from workbench.worker import SCRIPTS, run_job
+from workbench.worker import run_job
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import pytest
 import wait_for_bulk_results
 import yaml
 
-from workbench.worker import script_names
+from workbench.paths import script_names
 
 ROOT = Path(__file__).parent.parent
 SCRIPTS = ROOT / "scripts" / "kustomer"

@@ -31,19 +31,17 @@ import json
 import math
 import platform
 import resource
-import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
+from workbench import bench_tls
 from workbench.local_flow import local_workspace, run_flow_job
+from workbench.measure import Row, import_time, paired, progress, spread, timed_job, verdict
+from workbench.paths import FLOWS, SCRIPTS, script_names
 from workbench.sandbox import Sandbox
-from workbench.worker import FLOWS, SCRIPTS, run_job
 
 NAIVE = Path(__file__).with_name("naive_create_message.py")
 MESSAGE = {
@@ -54,79 +52,6 @@ MESSAGE = {
     "preview": "Where is my order?",
     "externalId": "bench-1",
 }
-IMPORT_CODE = "import time; t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
-
-
-class Row(NamedTuple):
-    measure: str
-    figures: str
-    result: str
-    target: str
-    verdict: str  # yes, no, undecided, or "" when no verdict is given
-
-
-def progress(text: str) -> None:
-    print(f"bench: {text}", file=sys.stderr, flush=True)
-
-
-def spread(values: list[float]) -> tuple[float, float, float]:
-    """The median and the middle half (25th and 75th percentiles) of `values`."""
-    if len(values) < 2:
-        return values[0], values[0], values[0]
-    q1, median, q3 = statistics.quantiles(values, n=4, method="inclusive")
-    return median, q1, q3
-
-
-def verdict(low: float, high: float, bound: float, quick: bool) -> str:
-    """yes when the whole spread meets `value <= bound`, no when none of it does, else undecided."""
-    if quick:
-        return ""
-    return "yes" if high <= bound else "no" if low > bound else "undecided"
-
-
-def paired(name: str, pairs: int, ours: Callable[[], float], base: Callable[[], float]) -> list[tuple[float, float]]:
-    """`pairs` measurements of both, each the mean of a block run back to back as ours, the baseline,
-    the baseline, ours: a change in the machine's speed during the block (this VM's can double within
-    seconds) hits both alike, to first order."""
-    out = []
-    for i in range(pairs):
-        progress(f"{name}: pair {i + 1} of {pairs}")
-        first, theirs, again, mine = ours(), base(), base(), ours()
-        out.append(((first + mine) / 2, (theirs + again) / 2))
-    return out
-
-
-def timed_job(script: Path, args: dict[str, Any]) -> Callable[[], float]:
-    def measure() -> float:
-        started = time.perf_counter()
-        job = run_job(script, args)
-        elapsed = time.perf_counter() - started
-        if job.exit_code != 0:
-            raise SystemExit(f"bench: {script.name} failed: {job.result}")
-        return elapsed
-
-    return measure
-
-
-def import_time(script: Path | None) -> Callable[[], float]:
-    """Seconds to import `script` (or httpx alone) in a fresh process, from a fresh copy as a worker
-    writes it, so the script's compilation is paid as it is on every Windmill job."""
-    module = script.stem if script else "httpx"
-
-    def measure() -> float:
-        with tempfile.TemporaryDirectory() as job_dir:
-            if script:
-                shutil.copyfile(script, Path(job_dir) / script.name)
-            done = subprocess.run(
-                [sys.executable, "-c", IMPORT_CODE.format(module=module)],
-                cwd=job_dir,
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-        return float(done.stdout)
-
-    return measure
 
 
 def max_message(i: int) -> dict[str, Any]:
@@ -201,16 +126,21 @@ def max_message(i: int) -> dict[str, Any]:
 
 
 def validate_and_encode(runs: int, body: list[dict[str, Any]]) -> list[float]:
-    """Milliseconds to validate `body` as bulk_create_messages does and to encode it, per run."""
+    """Milliseconds to check every message of `body` as bulk_create_messages does (its public
+    `message_problems`, what the import flow checks too) and to encode it, per run. The size check
+    is left out: `main` refuses a body over 1 MB by its size alone, before any field is looked at."""
     if str(SCRIPTS) not in sys.path:
         sys.path.insert(0, str(SCRIPTS))
     import bulk_create_messages
 
-    assert bulk_create_messages._bulk_problems(body) == [], "the bench's messages must be valid"
+    def check() -> list[str]:
+        return [p for i, m in enumerate(body) for p in bulk_create_messages.message_problems(m, f"body[{i}]")]
+
+    assert check() == [], "the bench's messages must be valid"
     samples = []
     for _ in range(runs):
         started = time.perf_counter()
-        bulk_create_messages._bulk_problems(body)
+        check()
         json.dumps(body, ensure_ascii=False, allow_nan=False).encode()
         samples.append((time.perf_counter() - started) * 1000)
     return samples
@@ -401,8 +331,6 @@ def _cpu(who: int) -> float:
 
 
 def tls_row(pairs: int, quick: bool) -> Row:
-    from workbench import bench_tls
-
     measure = (
         "(f) worker-style cold job over TLS (a test CA in the system store and in certifi's), "
         "create_message vs naive httpx"
@@ -421,6 +349,64 @@ def tls_row(pairs: int, quick: bool) -> Row:
     )
 
 
+def job_row(pairs: int, quick: bool) -> Row:
+    """(a) a worker-style job of create_message against the naive port's, over loopback."""
+    with Sandbox() as sandbox:
+        args = {"auth": {"apiKey": "bench-key-0123456789", "baseUrl": sandbox.url}, "body": MESSAGE}
+        samples = paired("(a) job", pairs, timed_job(SCRIPTS / "create_message.py", args), timed_job(NAIVE, args))
+    ratio, low, high = spread([ours / base for ours, base in samples])
+    ours_ms, base_ms = (statistics.median(s[i] for s in samples) * 1000 for i in (0, 1))
+    return Row(
+        "(a) worker-style job, create_message vs naive httpx",
+        f"{ours_ms:.1f} ms vs {base_ms:.1f} ms",
+        f"ratio {ratio:.3f} (middle half {low:.3f} to {high:.3f})",
+        "<= 1.10",
+        verdict(low, high, 1.10, quick),
+    )
+
+
+def import_row(name: str, pairs: int, quick: bool) -> Row:
+    """(b) importing a script, compiled from a fresh copy, against `import httpx`."""
+    samples = paired(f"(b) import {name}", pairs, import_time(SCRIPTS / f"{name}.py"), import_time(None))
+    extra, low, high = spread([(ours - base) * 1000 for ours, base in samples])
+    ours_ms, base_ms = (statistics.median(s[i] for s in samples) * 1000 for i in (0, 1))
+    return Row(
+        f"(b) import {name} vs import httpx",
+        f"{ours_ms:.1f} ms vs {base_ms:.1f} ms",
+        f"+{extra:.1f} ms (middle half {low:+.1f} to {high:+.1f})",
+        "<= +10 ms",
+        verdict(low, high, 10.0, quick),
+    )
+
+
+def validation_row(label: str, body: list[dict[str, Any]], runs: int, quick: bool) -> Row:
+    """(c) validating and encoding one bulk body, in process."""
+    progress(f"(c) validate and encode 100 {label} messages")
+    median, low, high = spread(validate_and_encode(runs, body))
+    return Row(
+        f"(c) 100 {label} messages: validate + encode",
+        f"{median:.2f} ms",
+        f"middle half {low:.2f} to {high:.2f} ms",
+        "<= 5 ms",
+        verdict(low, high, 5.0, quick),
+    )
+
+
+def inline_row(quick: bool) -> Row:
+    """(e) a small import given inline: what Windmill stores of it, and the largest result."""
+    progress("(e) import of 1,000 messages inline under Cloud's rules")
+    small = import_at_scale(1000, 1000, inline=True)
+    mib = 1024 * 1024
+    return Row(
+        f"(e) import of 1,000 messages inline ({small['input'] / 1000:.0f} KB of JSON)",
+        f"stored {small['stored'] / small['input']:.1f} x the input ({small['stored'] / mib:.1f} MiB); "
+        f"largest result {small['largest'] / 1000:.1f} KB",
+        "Windmill copies the flow input into the one loop iteration (one job takes the 10 batches)",
+        "no result over 2 MB",
+        "" if quick else ("yes (1 run)" if small["largest"] <= 2_000_000 else "no (1 run)"),
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="few samples, figures without verdicts")
@@ -433,79 +419,23 @@ def main(argv: list[str] | None = None) -> int:
     pairs = 5 if quick else 30
     rows: list[Row] = []
 
-    if not options.only_scale:  # (f)
+    if not options.only_scale:
         rows.append(tls_row(pairs, quick))
-    if not (options.only_scale or options.only_tls):  # (a) to (d)
-        with Sandbox() as sandbox:
-            args = {"auth": {"apiKey": "bench-key-0123456789", "baseUrl": sandbox.url}, "body": MESSAGE}
-            samples = paired("(a) job", pairs, timed_job(SCRIPTS / "create_message.py", args), timed_job(NAIVE, args))
-        ratio, low, high = spread([ours / base for ours, base in samples])
-        ours_ms, base_ms = (statistics.median(s[i] for s in samples) * 1000 for i in (0, 1))
-        rows.append(
-            Row(
-                "(a) worker-style job, create_message vs naive httpx",
-                f"{ours_ms:.1f} ms vs {base_ms:.1f} ms",
-                f"ratio {ratio:.3f} (middle half {low:.3f} to {high:.3f})",
-                "<= 1.10",
-                verdict(low, high, 1.10, quick),
-            )
-        )
-
-        for name in ("create_message", "bulk_create_messages", "wait_for_bulk_results"):
-            samples = paired(f"(b) import {name}", pairs, import_time(SCRIPTS / f"{name}.py"), import_time(None))
-            extra, low, high = spread([(ours - base) * 1000 for ours, base in samples])
-            ours_ms, base_ms = (statistics.median(s[i] for s in samples) * 1000 for i in (0, 1))
-            rows.append(
-                Row(
-                    f"(b) import {name} vs import httpx",
-                    f"{ours_ms:.1f} ms vs {base_ms:.1f} ms",
-                    f"+{extra:.1f} ms (middle half {low:+.1f} to {high:+.1f})",
-                    "<= +10 ms",
-                    verdict(low, high, 10.0, quick),
-                )
-            )
-
+    if not (options.only_scale or options.only_tls):
+        rows.append(job_row(pairs, quick))
+        rows += [import_row(name, pairs, quick) for name in script_names()]
         typical = [dict(MESSAGE, externalId=f"bench-{i}", _clientRef=f"r{i}") for i in range(100)]
-        for label, body in (
-            ("typical (like examples/)", typical),
-            ("max-size (1.7 MB)", [max_message(i) for i in range(100)]),
-        ):
-            progress(f"(c) validate and encode 100 {label} messages")
-            median, low, high = spread(validate_and_encode(pairs * 3, body))
-            rows.append(
-                Row(
-                    f"(c) 100 {label} messages: validate + encode",
-                    f"{median:.2f} ms",
-                    f"middle half {low:.2f} to {high:.2f} ms",
-                    "<= 5 ms",
-                    verdict(low, high, 5.0, quick),
-                )
-            )
-
+        rows.append(validation_row("typical (like examples/)", typical, pairs * 3, quick))
+        rows.append(validation_row("max-size (1.7 MB)", [max_message(i) for i in range(100)], pairs * 3, quick))
         limit, window, batches = (2, 4.0, 6) if quick else (3, 10.0, 24)
         for paced in (True, False):
             how = "paced to the limit" if paced else "unpaced"
             progress(f"(d) import flow {how}: {batches * 100} messages, sandbox limit {limit} req / {window:.0f} s")
             rows.append(flow_row(limit, window, batches, paced, quick))
-
-    if not (options.no_scale or options.only_tls):  # (e)
-        counts = (5_000,) if quick else (20_000, options.scale)
-        for count in counts:
-            for budget in (1000,) if quick else (1000, 300):
-                rows.append(scale_row(count, budget))
-        mib = 1024 * 1024
-        progress("(e) import of 1,000 messages inline under Cloud's rules")
-        small = import_at_scale(1000, 1000, inline=True)
-        rows.append(
-            Row(
-                f"(e) import of 1,000 messages inline ({small['input'] / 1000:.0f} KB of JSON)",
-                f"stored {small['stored'] / small['input']:.1f} x the input ({small['stored'] / mib:.1f} MiB); "
-                f"largest result {small['largest'] / 1000:.1f} KB",
-                "Windmill copies the flow input into the one loop iteration (one job takes the 10 batches)",
-                "no result over 2 MB",
-                "" if quick else ("yes (1 run)" if small["largest"] <= 2_000_000 else "no (1 run)"),
-            )
-        )
+    if not (options.no_scale or options.only_tls):
+        for count in (5_000,) if quick else (20_000, options.scale):
+            rows += [scale_row(count, budget) for budget in ((1000,) if quick else (1000, 300))]
+        rows.append(inline_row(quick))
 
     print(
         f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, "

@@ -27,7 +27,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "kustomer" / "create_message.py"
+from workbench.measure import paired, progress, spread, timed_job
+from workbench.paths import SCRIPTS
+from workbench.sandbox import Sandbox
+from workbench.worker import run_job
+
+SCRIPT = SCRIPTS / "create_message.py"
 NAIVE = Path(__file__).with_name("naive_create_message.py")
 
 # Times taken inside a real job (worker.run_job's `probe`, run in the wrapper just before it imports
@@ -74,12 +79,9 @@ t = T(); code = compile(source, path, "exec"); out["compile"] = T() - t
 if who == "ours":
     m = {"__name__": "job"}
     exec(code, m)
-    t = T(); m["_trust"](None, None); out["ssl"] = T() - t
+    t = T(); m["trusted_context"](None, None); out["ssl"] = T() - t
     t = T()
-    body, problems = m["_given_body"](message)
-    problems = problems or m["_size_problems"](body, "body")
-    problems = problems or m["_message_problems"](body, "body", m["CREATE_REQUIRED"])
-    problems += m["_auth_problems"]({"apiKey": "bench-key-0123456789"}) + m["_token_problems"](body, "body")
+    problems = m["auth_problems"]({"apiKey": "bench-key-0123456789"}) + m["body_problems"](message)
     out["validation"] = T() - t
 else:
     t = T(); httpx.create_ssl_context(); out["ssl"] = T() - t
@@ -138,9 +140,6 @@ def measure(pairs: int, message: dict[str, Any]) -> dict[str, Any]:
 
 def _inside(pairs: int, chain: str, key: str, message: dict[str, Any]) -> dict[str, Any]:
     """In the namespace: paired cold jobs against a TLS sandbox, then the parts, apart."""
-    from workbench.bench import paired, progress, spread, timed_job
-    from workbench.sandbox import Sandbox
-
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(chain, key)
     with Sandbox(ssl_context=context) as box:
@@ -167,8 +166,6 @@ def _inside(pairs: int, chain: str, key: str, message: dict[str, Any]) -> dict[s
 
 def _marked_job(script: Path, args: dict[str, Any]) -> dict[str, float]:
     """One worker-style job with its marks: seconds in each stretch of it."""
-    from workbench.worker import run_job
-
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp, "marks.json")
         started = time.time()

@@ -18,8 +18,9 @@ from typing import Any
 
 import httpx
 
+from workbench.paths import ROOT, SCRIPTS
 from workbench.sandbox import Sandbox
-from workbench.worker import ROOT, SCRIPTS, run_job
+from workbench.worker import run_job
 
 EXAMPLES = ROOT / "examples"
 # Each run: the script and its input; wait_for_bulk_results takes the bulk operation the run before made.

@@ -25,7 +25,7 @@ import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from workbench.worker import FLOWS, ROOT, SCRIPTS, script_names
+from workbench.paths import FLOWS, ROOT, SCRIPTS, script_names
 
 WMILL = ROOT / "node_modules" / ".bin" / "wmill"
 TOKEN_VARIABLE = "WM_TOKEN"  # noqa: S105  # the name of the variable the wmill CLI reads its token from

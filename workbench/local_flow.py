@@ -43,8 +43,9 @@ from typing import Any, NamedTuple
 import quickjs
 import yaml
 
+from workbench.paths import SCRIPTS, script_names
 from workbench.windmill_storage import WindmillStorage
-from workbench.worker import SCRIPTS, JobResult, run_job, script_names
+from workbench.worker import JobResult, run_job
 from workbench.workspace import CLOUD_JOB_RESULT_BYTES, Workspace
 
 # js_eval.rs reads these without QuickJS: `flow_input.NAME` (try_exact_property_access), and

@@ -29,8 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from workbench.local_flow import local_workspace, run_flow_job
+from workbench.paths import FLOWS, ROOT, SCRIPTS, script_names
 from workbench.windmill_storage import WindmillStorage
-from workbench.worker import FLOWS, ROOT, SCRIPTS, JobResult, run_job, script_names
+from workbench.worker import JobResult, run_job
 
 
 def resolve(name: str) -> Path:

@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from workbench.worker import ROOT, SCRIPTS, script_names
+from workbench.paths import ROOT, SCRIPTS, script_names
 
 PYTHON = "3.11"
 OBJECT_ID_PATTERN = "^[0-9a-fA-F]{24}$"

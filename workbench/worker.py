@@ -34,10 +34,6 @@ from typing import Any, NamedTuple
 from workbench.chaos import Chaos, FlowCancelled
 from workbench.workspace import CLOUD_JOB_TIMEOUT, CLOUD_SCRIPT_RESULT_BYTES, TOO_LARGE, InterpolationError, Workspace
 
-ROOT = Path(__file__).resolve().parent.parent
-SCRIPTS = ROOT / "scripts" / "kustomer"
-FLOWS = ROOT / "flows" / "kustomer"
-
 # The worker starts the job with a cleared environment plus these, and its proxy settings (below).
 _PASSED_ENV = ("PATH", "HOME", "TZ")
 
@@ -172,11 +168,6 @@ class JobResult(NamedTuple):
     result: Any  # decoded from `output`
     output: str  # result.json exactly as the worker wrote it
     logs: str
-
-
-def script_names() -> list[str]:
-    """The scripts of the product, from the folder itself: adding a script touches no list."""
-    return sorted(p.stem for p in SCRIPTS.glob("*.py"))
 
 
 def script_annotations(source: str) -> set[str]:

@@ -6,8 +6,8 @@
   followed by a reserved name (`$WM_TOKEN`, ...) that reserved value; any other string is kept.
   Objects are walked to depth 50: an argument that nests 50 levels or more fails the job
   (`MAX_INTERPOLATION_DEPTH`, newest workers); arrays are walked at depth 2 or less and of at most
-  1,000 items (newer workers; older ones skip arrays). A variable or resource that does not exist fails the job. A string holding
-  JSON text (it starts with `{` or `[`) is never replaced.
+  1,000 items (newer workers; older ones skip arrays). A variable or resource that does not exist
+  fails the job. A string holding JSON text (it starts with `{` or `[`) is never replaced.
 - **Every job gets its own token** in `WM_TOKEN`, and `WM_WORKSPACE`, `BASE_INTERNAL_URL`,
   `WM_BASE_URL`, `WM_JOB_ID`, `WM_ROOT_FLOW_JOB_ID` (variables.rs, `get_reserved_variables`).
 - **Cloud's limits** (`cloud=True`): a script job whose result.json is over 2 MB fails with the

@@ -57,11 +57,38 @@ if _collecting:
 # ---- end of shared part "collector" ----
 
 
+# ---- shared part "resource": the same in every script of scripts/kustomer ----
 class kustomer(TypedDict):
     """A Kustomer API key, and the host of its region when that is not the US one."""
 
     apiKey: str
     baseUrl: NotRequired[str]
+
+
+# ---- end of shared part "resource" ----
+
+
+# What a flow step may use of this script (typings/f/kustomer checks the steps against it).
+__all__ = [
+    "MAX_BODY_BYTES",
+    "MAX_BULK_ITEMS",
+    "POLICY",
+    "KustomerAPIError",
+    "KustomerConnectionError",
+    "KustomerError",
+    "KustomerInputError",
+    "KustomerOutcomeUnknownError",
+    "KustomerRateLimitError",
+    "RetryPolicy",
+    "body_problems",
+    "kustomer",
+    "main",
+    "message_problems",
+    "parse_json_text",
+    "reused_connections",
+    "send_bulk",
+    "strict_json_decoder",
+]
 
 
 def main(auth: kustomer, body: list[dict]) -> Any:  # type: ignore[type-arg]  # Windmill's form needs a bare `dict`
@@ -72,16 +99,21 @@ def main(auth: kustomer, body: list[dict]) -> Any:  # type: ignore[type-arg]  # 
 def send_bulk(auth: kustomer, body: list[dict[str, Any]], deadline: float = math.inf) -> Any:
     """For the import flow: `main`, with no attempt or wait running past `deadline` (on POLICY's clock)."""
     body, problems = _given_body(body)
-    problems = problems or _size_problems(body, "body") or _bulk_problems(body)
-    _raise_if_invalid(_auth_problems(auth) + (problems or _token_problems(body, "body")))
+    _raise_if_invalid(auth_problems(auth) + (problems or body_problems(body)))
     bulk = _Endpoint("POST", "/v1/messages/bulk", MESSAGE_WRITE_ROLE, IDS_NOT_FOUND)
     return _call_kustomer(auth, bulk, body, _check_before_rerun(body), deadline)
+
+
+def body_problems(body: Any) -> list[str]:
+    """Every problem `main` finds in a list of messages before it sends anything (its size, Kustomer's
+    schema, `_clientRef`, this job's own Windmill token), each named from `body`; none when it would send."""
+    return _size_problems(body, "body") or _bulk_problems(body) or _token_problems(body, "body")
 
 
 def message_problems(message: Any, where: str) -> list[str]:
     """For the import flow: one bulk item's problems by this script's rules (its fields, `_clientRef`,
     this job's token), each named from `where`; none when `main` would send it."""
-    return _message_problems(message, where, BULK_REQUIRED, CLIENT_REF) or _token_problems(message, where)
+    return schema_problems(message, where, BULK_REQUIRED, CLIENT_REF) or _token_problems(message, where)
 
 
 def parse_json_text(text: str) -> tuple[Any, list[str]]:
@@ -104,7 +136,7 @@ CLIENT_REF: dict[str, dict[str, Any]] = {"_clientRef": {"type": "string", "minLe
 
 def _bulk_problems(body: Any) -> list[str]:
     if not isinstance(body, list):
-        return [f"body: must be a list of 1 to {MAX_BULK_ITEMS} message objects, got {_describe(body)}"]
+        return [f"body: must be a list of 1 to {MAX_BULK_ITEMS} message objects, got {describe(body)}"]
     if not body:
         return [f"body: the list is empty; give 1 to {MAX_BULK_ITEMS} messages"]
     problems = []
@@ -114,7 +146,7 @@ def _bulk_problems(body: Any) -> list[str]:
             "or use the flow f/kustomer/import_messages, which sends any number in batches"
         )
     for i, message in enumerate(body):
-        problems += _message_problems(message, f"body[{i}]", BULK_REQUIRED, CLIENT_REF)
+        problems += schema_problems(message, f"body[{i}]", BULK_REQUIRED, CLIENT_REF)
     return problems + _client_ref_problems(body)
 
 
@@ -138,7 +170,7 @@ def _client_ref_problems(body: list[Any]) -> list[str]:
 
 # ---- shared part "messages": the same in every script of scripts/kustomer that holds it ----
 # Windmill runs each script as one self-contained file, so the code they share is copied, not imported.
-# Edit it in create_message.py, then run `uv run python -m workbench.shared_parts`; a test fails on drift.
+# Edit parts/messages.py, then run `uv run python -m workbench.shared_parts`; a test fails on drift.
 
 Schema = dict[str, Any]
 
@@ -260,7 +292,7 @@ MAX_FREE_FORM_DEPTH = 32  # levels of nesting inside a free-form object (meta, c
 _MAX_JSON_NUMBER = 1.7976931348623157e308  # Kustomer reads numbers as 64-bit floats; a larger one is infinity
 
 
-def _message_problems(message: Any, where: str, required: tuple[str, ...], extra: Schema | None = None) -> list[str]:
+def schema_problems(message: Any, where: str, required: tuple[str, ...], extra: Schema | None = None) -> list[str]:
     fields = {**MESSAGE_FIELDS, **(extra or {})}
     schema: Schema = {"type": "object", "properties": fields, "required": list(required), "additionalProperties": False}
     return _problems(message, schema, where)
@@ -302,9 +334,9 @@ def _problems(value: Any, schema: Schema, where: str) -> list[str]:
             return [] if schema.get("nullable") else [f"{where}: must be {_expected(schema)}, got null"]
         return [_type_problem(value, schema, where)]
     if isinstance(value, str) and not _is_text(value):
-        return [f"{where}: holds an unpaired surrogate ({_show(value)}), which is not text JSON can carry"]
+        return [f"{where}: holds an unpaired surrogate ({show(value)}), which is not text JSON can carry"]
     if "enum" in schema and value not in schema["enum"]:
-        return [f"{where}: {_show(value)} is not one of {', '.join(str(v) for v in schema['enum'])}"]
+        return [f"{where}: {show(value)} is not one of {', '.join(str(v) for v in schema['enum'])}"]
     return _CHECKS[kind](value, schema, where) if kind in _CHECKS else []
 
 
@@ -313,7 +345,7 @@ def _type_problem(value: Any, schema: Schema, where: str) -> str:
         if isinstance(value, float):
             return f"{where}: {value} is not a number JSON can carry (NaN and infinity are not)"
         return f"{where}: a number of about {int(value.bit_length() * 0.30103)} digits is too large for Kustomer"
-    return f"{where}: must be {_expected(schema)}, got {_describe(value)}"
+    return f"{where}: must be {_expected(schema)}, got {describe(value)}"
 
 
 def _any_of_problems(value: Any, options: list[Schema], where: str) -> list[str]:
@@ -366,11 +398,11 @@ def _string_problems(value: str, schema: Schema, where: str) -> list[str]:
         return [f"{where}: {len(value)} characters, at least {schema['minLength']} needed"]
     fmt = schema.get("format")
     if fmt == "object-id" and not _OBJECT_ID_RE.fullmatch(value):
-        return [f"{where}: {_show(value)} is not a Kustomer id (24 hexadecimal characters)"]
+        return [f"{where}: {show(value)} is not a Kustomer id (24 hexadecimal characters)"]
     if fmt == "date-time":
         problem = _date_time_problem(value)
         if problem:
-            return [f"{where}: {_show(value)} is not an RFC 3339 date-time ({problem}), e.g. 2024-05-01T12:30:00Z"]
+            return [f"{where}: {show(value)} is not an RFC 3339 date-time ({problem}), e.g. 2024-05-01T12:30:00Z"]
     return []
 
 
@@ -468,17 +500,17 @@ def _object_problems(value: dict[Any, Any], schema: Schema, where: str) -> list[
     unknown = 0
     for name, item in value.items():
         if not isinstance(name, str):
-            problems.append(f"{where}: has a key that is not a string ({_describe(name)}); JSON keys are text")
+            problems.append(f"{where}: has a key that is not a string ({describe(name)}); JSON keys are text")
         elif name in properties:
             problems += _problems(item, properties[name], _at(where, name))
         elif schema.get("additionalProperties") is False:
             unknown += 1
-            if unknown <= _MAX_PROBLEMS_SHOWN:  # a suggestion costs; past this many, the count says enough
+            if unknown <= MAX_PROBLEMS_SHOWN:  # a suggestion costs; past this many, the count says enough
                 problems.append(f"{_at(where, name)}: unknown field{_suggestion(name, list(properties))}")
         else:  # a field the table does not list, in an object that allows others: any JSON
             problems += _free_form_problems(item, _at(where, name))
-    if unknown > _MAX_PROBLEMS_SHOWN:
-        problems.append(f"{where}: {unknown - _MAX_PROBLEMS_SHOWN} more unknown fields")
+    if unknown > MAX_PROBLEMS_SHOWN:
+        problems.append(f"{where}: {unknown - MAX_PROBLEMS_SHOWN} more unknown fields")
     if "anyOf" in schema and not problems:
         problems += _any_of_problems(value, [{"type": "object", **option} for option in schema["anyOf"]], where)
     return problems
@@ -488,14 +520,14 @@ def _free_form_problems(value: Any, where: str) -> list[str]:
     """Anything JSON can carry, nested at most MAX_FREE_FORM_DEPTH deep; walked without recursion."""
     problems: list[str] = []
     stack: list[tuple[Any, str, int]] = [(value, where, 0)]
-    while stack and len(problems) < _MAX_PROBLEMS_SHOWN:
+    while stack and len(problems) < MAX_PROBLEMS_SHOWN:
         item, place, depth = stack.pop()
         if isinstance(item, dict | list) and depth > MAX_FREE_FORM_DEPTH:
             problems.append(f"{place}: nested more than {MAX_FREE_FORM_DEPTH} levels deep (the limit inside {where})")
         elif isinstance(item, dict):
             for key, inner in item.items():
                 if not isinstance(key, str) or not _is_text(key):
-                    problems.append(f"{place}: has a key that is not text ({_describe(key)}); JSON keys are strings")
+                    problems.append(f"{place}: has a key that is not text ({describe(key)}); JSON keys are strings")
                 else:
                     stack.append((inner, _at(place, key), depth + 1))
         elif isinstance(item, list):
@@ -503,13 +535,13 @@ def _free_form_problems(value: Any, where: str) -> list[str]:
         elif isinstance(item, str):
             if not _is_text(item):
                 problems.append(
-                    f"{place}: holds an unpaired surrogate ({_show(item)}), which is not text JSON can carry"
+                    f"{place}: holds an unpaired surrogate ({show(item)}), which is not text JSON can carry"
                 )
         elif isinstance(item, int | float) and not isinstance(item, bool):
             if not _has_type(item, "number"):
                 problems.append(_type_problem(item, {"type": "number"}, place))
         elif item is not None and not isinstance(item, bool):
-            problems.append(f"{place}: {_describe(item)} is not a JSON value")
+            problems.append(f"{place}: {describe(item)} is not a JSON value")
     return sorted(problems)
 
 
@@ -523,7 +555,7 @@ _CHECKS: dict[str, Callable[[Any, Schema, str], list[str]]] = {
 
 def _at(where: str, name: str) -> str:
     """`body.meta` for a plain name; `body["odd name"]` for anything else, shown safely."""
-    return f"{where}.{name}" if _PLAIN_NAME.fullmatch(name) else f"{where}[{_show(name, 40)}]"
+    return f"{where}.{name}" if _PLAIN_NAME.fullmatch(name) else f"{where}[{show(name, 40)}]"
 
 
 _PLAIN_NAME = re.compile(r"[A-Za-z_$][\w$-]{0,63}")
@@ -566,7 +598,7 @@ def _given_body(body: Any) -> tuple[Any, list[str]]:
     except RecursionError:
         return None, ["body: is JSON text nested too deep to read (over about 1,000 levels)"]
     except _RepeatedKeyError as repeated:
-        return None, [f"body: the JSON text names the key {_show(repeated.key, 40)} twice in one object"]
+        return None, [f"body: the JSON text names the key {show(repeated.key, 40)} twice in one object"]
     except ValueError as exc:  # JSONDecodeError, or a constant refused: say where, never the text itself
         at = f" (line {exc.lineno}, column {exc.colno})" if isinstance(exc, json.JSONDecodeError) else ""
         why = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
@@ -633,7 +665,7 @@ def _check_before_rerun(body: Any) -> str:
 
 
 def _listing(values: list[str]) -> str:
-    shown = ", ".join(_show(v, 80) for v in values[:10])
+    shown = ", ".join(show(v, 80) for v in values[:10])
     return shown + (f" and {len(values) - 10} more" if len(values) > 10 else "")
 
 
@@ -642,11 +674,11 @@ def _listing(values: list[str]) -> str:
 
 # ---- shared part "transport": the same in every script of scripts/kustomer ----
 # Windmill runs each script as one self-contained file, so the code they share is copied, not imported.
-# Edit it in create_message.py, then run `uv run python -m workbench.shared_parts`; a test fails on drift.
+# Edit parts/transport.py, then run `uv run python -m workbench.shared_parts`; a test fails on drift.
 
 DEFAULT_BASE_URL = "https://api.kustomerapp.com"
 USER_AGENT = "windmill-kustomer-scripts/1.1"
-_MAX_PROBLEMS_SHOWN = 40
+MAX_PROBLEMS_SHOWN = 40
 _ERROR_BODY_BYTES = 65536  # read of an error answer; Kustomer's own are a few hundred bytes
 
 
@@ -724,7 +756,15 @@ class KustomerAPIError(KustomerError):
 
 
 class KustomerRateLimitError(KustomerAPIError):
-    """Kustomer kept answering 429 for longer than the policy waits; nothing was created."""
+    """Kustomer kept answering 429 for longer than the policy waits; nothing was created.
+
+    `facts` is what happened, `reset_at` when Kustomer said its window resets (epoch seconds; None when
+    it did not say) and `answers` the 429s taken: a caller that has its own lever (the import flow's
+    budget) words its own advice from them. The message is the facts and the advice for a script run."""
+
+    def __init__(self, facts: str, advice: str, reset_at: float | None = None, answers: int = 0) -> None:
+        super().__init__(facts + advice, 429)
+        self.facts, self.reset_at, self.answers = facts, reset_at, answers
 
 
 class KustomerOutcomeUnknownError(KustomerError):
@@ -738,14 +778,14 @@ class KustomerOutcomeUnknownError(KustomerError):
 def _raise_if_invalid(problems: list[str]) -> None:
     if not problems:
         return
-    shown = problems[:_MAX_PROBLEMS_SHOWN]
+    shown = problems[:MAX_PROBLEMS_SHOWN]
     more = len(problems) - len(shown)
     lines = "\n".join(f"- {p}" for p in shown) + (f"\n- ... and {more} more" if more > 0 else "")
     noun = "problem" if len(problems) == 1 else "problems"
     raise KustomerInputError(f"Nothing was sent to Kustomer: the input has {len(problems)} {noun}:\n{lines}")
 
 
-def _auth_problems(auth: Any) -> list[str]:
+def auth_problems(auth: Any) -> list[str]:
     """What is wrong with the resource. No value taken from it is ever shown, except a baseUrl that is a
     plain URL: a key pasted into the wrong place must not end up in the result pane."""
     if not isinstance(auth, dict):
@@ -761,13 +801,13 @@ def _auth_problems(auth: Any) -> list[str]:
         problems.append("auth.apiKey: contains spaces or characters not allowed in an HTTP header (not shown)")
     base_url = auth.get("baseUrl")
     if base_url is not None and not (isinstance(base_url, str) and not base_url.strip()):  # empty: the US
-        problem = _base_url_problem(base_url, key if isinstance(key, str) else "")
+        problem = base_url_problem(base_url, key if isinstance(key, str) else "")
         if problem:
             problems.append(f"auth.baseUrl: {problem}")
     return problems
 
 
-def _base_url_problem(base_url: Any, key: str) -> str | None:
+def base_url_problem(base_url: Any, key: str) -> str | None:
     example = "such as https://api.prod2.kustomerapp.com"
     if not isinstance(base_url, str):
         return f"must be a URL string {example}, got {_kind(base_url)} (not shown)"
@@ -783,7 +823,7 @@ def _base_url_problem(base_url: Any, key: str) -> str | None:
         return f"is not a URL {example} (not shown, in case it is a key in the wrong field)"
     if url.userinfo:
         return "holds a user name or password before the host (not shown): Kustomer takes only the API key"
-    shown = _show(base_url.strip(), 120)
+    shown = show(base_url.strip(), 120)
     if url.scheme not in ("http", "https"):
         return f"{shown} is not an https URL {example}"
     if not re.fullmatch(rb"[A-Za-z0-9.:-]+", url.raw_host) or not 0 < (url.port or 443) < 65536:
@@ -799,7 +839,7 @@ def _base_url_problem(base_url: Any, key: str) -> str | None:
 
 def _base_url(auth: kustomer) -> httpx.URL:
     url = httpx.URL((auth.get("baseUrl") or "").strip() or DEFAULT_BASE_URL)
-    return httpx.URL(scheme=url.scheme, host=url.host, port=url.port)  # the host alone: _auth_problems said so
+    return httpx.URL(scheme=url.scheme, host=url.host, port=url.port)  # the host alone: auth_problems said so
 
 
 def _is_loopback(host: str) -> bool:
@@ -816,11 +856,11 @@ def _kind(value: Any) -> str:
     return "nothing (null)" if value is None else names.get(type(value), f"a {type(value).__name__}")
 
 
-def _describe(value: Any) -> str:
-    return _kind(value) if value is None else f"{_kind(value)} {_show(value)}"
+def describe(value: Any) -> str:
+    return _kind(value) if value is None else f"{_kind(value)} {show(value)}"
 
 
-def _show(value: Any, limit: int = 60) -> str:
+def show(value: Any, limit: int = 60) -> str:
     """A short, printable rendering of any value: never recursive, never more than about `limit`
     characters, whatever the depth or size of the value."""
     parts: list[str] = []
@@ -864,7 +904,7 @@ def _show(value: Any, limit: int = 60) -> str:
 
 
 class _Punct(str):
-    """Text _show writes itself, told apart from a string value on its stack."""
+    """Text show writes itself, told apart from a string value on its stack."""
 
 
 class _Endpoint(NamedTuple):
@@ -959,9 +999,9 @@ class _Exchange:
                 if response.status_code != 429:
                     return self.result(response, raw, if_unknown)
                 rate_limited += 1
-                reset_at = _reset_time(response.headers, self.policy.clock(), self.policy)
+                reset_at = reset_time(response.headers, self.policy.clock(), self.policy)
                 announced = reset_at or announced
-                wait = self.in_time(_rate_limit_wait(reset_at, rate_limited, self.waited, self.policy))
+                wait = self.in_time(rate_limit_wait(reset_at, rate_limited, self.waited, self.policy))
                 if wait is None:
                     raise self.rate_limit_error(raw, rate_limited, announced)
                 why = f"Kustomer answered 429 Too Many Requests to {self.where} (the org's rate limit)"
@@ -989,7 +1029,7 @@ class _Exchange:
             return contextlib.nullcontext(_REUSED[(loopback, cafile, capath)])
 
     def new_client(self, loopback: bool, cafile: str, capath: str) -> httpx.Client:
-        trust = _trust(cafile or None, capath or None)
+        trust = trusted_context(cafile or None, capath or None)
         try:
             client = httpx.Client(timeout=self.timeout, follow_redirects=False, trust_env=not loopback, verify=trust)
             _freeze_once()  # httpx imports httpcore when it makes its first client
@@ -1247,14 +1287,16 @@ class _Exchange:
             when = f"the window resets at {stamp} (in {ahead:.0f} s)"
             if ahead < 0:
                 when = f"the window was announced to reset at {stamp}, {-ahead:.0f} s ago, and is still full"
-        return KustomerRateLimitError(
+        facts = (
             f"Rate limited by Kustomer: {count} answer(s) 429 Too Many Requests to {self.where} over "
-            f"{self.waited:.0f} s of waiting ({self.wait_bound()}); "
-            f"{when}. {self.error_details(raw)[0]}{self.nothing_done()}Run again after the reset; in a flow, "
-            "lower the for-loop's parallelism or spread the schedule: the limit is shared by every key and app "
-            "of the org.",
-            429,
+            f"{self.waited:.0f} s of waiting ({self.wait_bound()}); {when}. {self.error_details(raw)[0]}"
+            f"{self.nothing_done()}"
         )
+        advice = (
+            "Run again after the reset; in a flow, lower the for-loop's parallelism or spread the schedule: the "
+            "limit is shared by every key and app of the org."
+        )
+        return KustomerRateLimitError(facts, advice, reset_at, count)
 
     def untrusted_error(self, problem: str) -> KustomerConnectionError:
         return KustomerConnectionError(
@@ -1355,7 +1397,7 @@ class _BoundedDecoder:
 
 
 @functools.cache
-def _trust(cafile: str | None, capath: str | None) -> ssl.SSLContext:
+def trusted_context(cafile: str | None, capath: str | None) -> ssl.SSLContext:
     """The CAs a server's certificate is checked against, decided once per job: the worker's
     SSL_CERT_FILE / SSL_CERT_DIR when set (a TLS-inspecting proxy's CA); else the system's hashed
     certificate directory, from which OpenSSL reads only the CA a handshake needs; else certifi's
@@ -1428,7 +1470,7 @@ def _failed_attempt_wait(attempts: int, waited: float, policy: RetryPolicy) -> f
     return wait
 
 
-def _rate_limit_wait(reset_at: float | None, losses: int, waited: float, policy: RetryPolicy) -> float | None:
+def rate_limit_wait(reset_at: float | None, losses: int, waited: float, policy: RetryPolicy) -> float | None:
     """How long to wait after the `losses`-th 429 in a row; None to give up.
 
     Kustomer's announced reset is followed, plus under a second of jitter that shrinks with each
@@ -1449,7 +1491,7 @@ def _backoff(attempt: int, policy: RetryPolicy) -> float:
     return min(policy.backoff_cap, policy.backoff_first * 2.0 ** (attempt - 1)) * random.uniform(0.5, 1.0)
 
 
-def _reset_time(headers: httpx.Headers, now: float, policy: RetryPolicy) -> float | None:
+def reset_time(headers: httpx.Headers, now: float, policy: RetryPolicy) -> float | None:
     """When Kustomer's rate-limit window resets (epoch seconds), from Retry-After (seconds or an HTTP
     date) and x-ratelimit-reset (epoch seconds or milliseconds, or seconds from now). A value that is
     not finite, lies in the past or more than `max_reset_ahead` away is not believed: None."""

@@ -51,11 +51,34 @@ if _collecting:
 # ---- end of shared part "collector" ----
 
 
+# ---- shared part "resource": the same in every script of scripts/kustomer ----
 class kustomer(TypedDict):
     """A Kustomer API key, and the host of its region when that is not the US one."""
 
     apiKey: str
     baseUrl: NotRequired[str]
+
+
+# ---- end of shared part "resource" ----
+
+
+# What a flow step may use of this script (typings/f/kustomer checks the steps against it).
+__all__ = [
+    "FIRST_LOOK_AFTER",
+    "POLICY",
+    "KustomerAPIError",
+    "KustomerBulkPendingError",
+    "KustomerConnectionError",
+    "KustomerError",
+    "KustomerInputError",
+    "KustomerOutcomeUnknownError",
+    "KustomerRateLimitError",
+    "RetryPolicy",
+    "kustomer",
+    "main",
+    "read_outcomes",
+    "reused_connections",
+]
 
 
 def main(
@@ -81,7 +104,7 @@ def main(
             rate limit (0: no pacing).
     """
     problems = _watch_problems(bulk_id, expected_items, submitted_at, max_wait_seconds, min_interval_seconds)
-    _raise_if_invalid(_auth_problems(auth) + problems)
+    _raise_if_invalid(auth_problems(auth) + problems)
     watch = _BulkWatch(auth, bulk_id.strip().lower(), expected_items, min_interval_seconds, max_wait_seconds)
     return watch.wait(_first_look_delay(submitted_at))
 
@@ -91,7 +114,7 @@ def read_outcomes(
 ) -> dict[str, Any] | None:
     """For the import flow: one look at the operation, without waiting: each message's outcome as `main`
     returns them once it is complete, or None while it is not. Its requests end by `deadline` (POLICY's clock)."""
-    _raise_if_invalid(_auth_problems(auth) + _watch_problems(bulk_id, expected_items, "", 0, 0.0))
+    _raise_if_invalid(auth_problems(auth) + _watch_problems(bulk_id, expected_items, "", 0, 0.0))
     watch = _BulkWatch(auth, bulk_id.strip().lower(), expected_items, 0.0, 0.0)
     watch.deadline = watch.looks_until = min(watch.deadline, deadline)  # a 429 is waited out within it
     return watch.look()
@@ -112,20 +135,20 @@ MAX_PAGE_BYTES = 2_000_000  # of a status or a page of batches: 100 outcomes are
 def _watch_problems(bulk_id: Any, expected: Any, submitted_at: Any, max_wait: Any, interval: Any) -> list[str]:
     problems = []
     if not isinstance(bulk_id, str) or not re.fullmatch(r"[0-9a-fA-F]{24}", bulk_id.strip()):
-        problems.append(f"bulk_id: must be a bulk operation's id (24 hex characters), got {_describe(bulk_id)}")
+        problems.append(f"bulk_id: must be a bulk operation's id (24 hex characters), got {describe(bulk_id)}")
     if not isinstance(expected, int) or isinstance(expected, bool) or not 0 <= expected <= MAX_ITEMS:
         problems.append(
             f"expected_items: must be 0 (unknown) or the number of messages sent (at most {MAX_ITEMS}), "
-            f"got {_describe(expected)}"
+            f"got {describe(expected)}"
         )
     if not isinstance(submitted_at, str) or (submitted_at.strip() and _timestamp(submitted_at) is None):
         problems.append(
-            f"submitted_at: must be empty or a date-time such as 2024-05-01T12:30:00Z, got {_describe(submitted_at)}"
+            f"submitted_at: must be empty or a date-time such as 2024-05-01T12:30:00Z, got {describe(submitted_at)}"
         )
     if not isinstance(max_wait, int | float) or isinstance(max_wait, bool) or not 0 <= max_wait <= 86400:
-        problems.append(f"max_wait_seconds: must be 0 to 86400, got {_describe(max_wait)}")
+        problems.append(f"max_wait_seconds: must be 0 to 86400, got {describe(max_wait)}")
     if not isinstance(interval, int | float) or isinstance(interval, bool) or not 0 <= interval <= 600:
-        problems.append(f"min_interval_seconds: must be 0 to 600, got {_describe(interval)}")
+        problems.append(f"min_interval_seconds: must be 0 to 600, got {describe(interval)}")
     return problems
 
 
@@ -351,7 +374,7 @@ def _listing_problem(items: list[dict[str, Any]], most: int, key: str) -> str:
     for item in items:
         ref = item["_clientRef"]
         if isinstance(ref, str) and ref in refs:
-            return f"the pages list the outcome of _clientRef {_clean(_show(ref, 60), key, 70)} more than once"
+            return f"the pages list the outcome of _clientRef {_clean(show(ref, 60), key, 70)} more than once"
         refs.add(ref if isinstance(ref, str) else "")
     if len(items) > most:
         return f"the pages list {len(items)} outcomes, more than the {most} messages of the operation"
@@ -395,11 +418,11 @@ def _item_error(error: Any) -> str:
 
 # ---- shared part "transport": the same in every script of scripts/kustomer ----
 # Windmill runs each script as one self-contained file, so the code they share is copied, not imported.
-# Edit it in create_message.py, then run `uv run python -m workbench.shared_parts`; a test fails on drift.
+# Edit parts/transport.py, then run `uv run python -m workbench.shared_parts`; a test fails on drift.
 
 DEFAULT_BASE_URL = "https://api.kustomerapp.com"
 USER_AGENT = "windmill-kustomer-scripts/1.1"
-_MAX_PROBLEMS_SHOWN = 40
+MAX_PROBLEMS_SHOWN = 40
 _ERROR_BODY_BYTES = 65536  # read of an error answer; Kustomer's own are a few hundred bytes
 
 
@@ -477,7 +500,15 @@ class KustomerAPIError(KustomerError):
 
 
 class KustomerRateLimitError(KustomerAPIError):
-    """Kustomer kept answering 429 for longer than the policy waits; nothing was created."""
+    """Kustomer kept answering 429 for longer than the policy waits; nothing was created.
+
+    `facts` is what happened, `reset_at` when Kustomer said its window resets (epoch seconds; None when
+    it did not say) and `answers` the 429s taken: a caller that has its own lever (the import flow's
+    budget) words its own advice from them. The message is the facts and the advice for a script run."""
+
+    def __init__(self, facts: str, advice: str, reset_at: float | None = None, answers: int = 0) -> None:
+        super().__init__(facts + advice, 429)
+        self.facts, self.reset_at, self.answers = facts, reset_at, answers
 
 
 class KustomerOutcomeUnknownError(KustomerError):
@@ -491,14 +522,14 @@ class KustomerOutcomeUnknownError(KustomerError):
 def _raise_if_invalid(problems: list[str]) -> None:
     if not problems:
         return
-    shown = problems[:_MAX_PROBLEMS_SHOWN]
+    shown = problems[:MAX_PROBLEMS_SHOWN]
     more = len(problems) - len(shown)
     lines = "\n".join(f"- {p}" for p in shown) + (f"\n- ... and {more} more" if more > 0 else "")
     noun = "problem" if len(problems) == 1 else "problems"
     raise KustomerInputError(f"Nothing was sent to Kustomer: the input has {len(problems)} {noun}:\n{lines}")
 
 
-def _auth_problems(auth: Any) -> list[str]:
+def auth_problems(auth: Any) -> list[str]:
     """What is wrong with the resource. No value taken from it is ever shown, except a baseUrl that is a
     plain URL: a key pasted into the wrong place must not end up in the result pane."""
     if not isinstance(auth, dict):
@@ -514,13 +545,13 @@ def _auth_problems(auth: Any) -> list[str]:
         problems.append("auth.apiKey: contains spaces or characters not allowed in an HTTP header (not shown)")
     base_url = auth.get("baseUrl")
     if base_url is not None and not (isinstance(base_url, str) and not base_url.strip()):  # empty: the US
-        problem = _base_url_problem(base_url, key if isinstance(key, str) else "")
+        problem = base_url_problem(base_url, key if isinstance(key, str) else "")
         if problem:
             problems.append(f"auth.baseUrl: {problem}")
     return problems
 
 
-def _base_url_problem(base_url: Any, key: str) -> str | None:
+def base_url_problem(base_url: Any, key: str) -> str | None:
     example = "such as https://api.prod2.kustomerapp.com"
     if not isinstance(base_url, str):
         return f"must be a URL string {example}, got {_kind(base_url)} (not shown)"
@@ -536,7 +567,7 @@ def _base_url_problem(base_url: Any, key: str) -> str | None:
         return f"is not a URL {example} (not shown, in case it is a key in the wrong field)"
     if url.userinfo:
         return "holds a user name or password before the host (not shown): Kustomer takes only the API key"
-    shown = _show(base_url.strip(), 120)
+    shown = show(base_url.strip(), 120)
     if url.scheme not in ("http", "https"):
         return f"{shown} is not an https URL {example}"
     if not re.fullmatch(rb"[A-Za-z0-9.:-]+", url.raw_host) or not 0 < (url.port or 443) < 65536:
@@ -552,7 +583,7 @@ def _base_url_problem(base_url: Any, key: str) -> str | None:
 
 def _base_url(auth: kustomer) -> httpx.URL:
     url = httpx.URL((auth.get("baseUrl") or "").strip() or DEFAULT_BASE_URL)
-    return httpx.URL(scheme=url.scheme, host=url.host, port=url.port)  # the host alone: _auth_problems said so
+    return httpx.URL(scheme=url.scheme, host=url.host, port=url.port)  # the host alone: auth_problems said so
 
 
 def _is_loopback(host: str) -> bool:
@@ -569,11 +600,11 @@ def _kind(value: Any) -> str:
     return "nothing (null)" if value is None else names.get(type(value), f"a {type(value).__name__}")
 
 
-def _describe(value: Any) -> str:
-    return _kind(value) if value is None else f"{_kind(value)} {_show(value)}"
+def describe(value: Any) -> str:
+    return _kind(value) if value is None else f"{_kind(value)} {show(value)}"
 
 
-def _show(value: Any, limit: int = 60) -> str:
+def show(value: Any, limit: int = 60) -> str:
     """A short, printable rendering of any value: never recursive, never more than about `limit`
     characters, whatever the depth or size of the value."""
     parts: list[str] = []
@@ -617,7 +648,7 @@ def _show(value: Any, limit: int = 60) -> str:
 
 
 class _Punct(str):
-    """Text _show writes itself, told apart from a string value on its stack."""
+    """Text show writes itself, told apart from a string value on its stack."""
 
 
 class _Endpoint(NamedTuple):
@@ -712,9 +743,9 @@ class _Exchange:
                 if response.status_code != 429:
                     return self.result(response, raw, if_unknown)
                 rate_limited += 1
-                reset_at = _reset_time(response.headers, self.policy.clock(), self.policy)
+                reset_at = reset_time(response.headers, self.policy.clock(), self.policy)
                 announced = reset_at or announced
-                wait = self.in_time(_rate_limit_wait(reset_at, rate_limited, self.waited, self.policy))
+                wait = self.in_time(rate_limit_wait(reset_at, rate_limited, self.waited, self.policy))
                 if wait is None:
                     raise self.rate_limit_error(raw, rate_limited, announced)
                 why = f"Kustomer answered 429 Too Many Requests to {self.where} (the org's rate limit)"
@@ -742,7 +773,7 @@ class _Exchange:
             return contextlib.nullcontext(_REUSED[(loopback, cafile, capath)])
 
     def new_client(self, loopback: bool, cafile: str, capath: str) -> httpx.Client:
-        trust = _trust(cafile or None, capath or None)
+        trust = trusted_context(cafile or None, capath or None)
         try:
             client = httpx.Client(timeout=self.timeout, follow_redirects=False, trust_env=not loopback, verify=trust)
             _freeze_once()  # httpx imports httpcore when it makes its first client
@@ -1000,14 +1031,16 @@ class _Exchange:
             when = f"the window resets at {stamp} (in {ahead:.0f} s)"
             if ahead < 0:
                 when = f"the window was announced to reset at {stamp}, {-ahead:.0f} s ago, and is still full"
-        return KustomerRateLimitError(
+        facts = (
             f"Rate limited by Kustomer: {count} answer(s) 429 Too Many Requests to {self.where} over "
-            f"{self.waited:.0f} s of waiting ({self.wait_bound()}); "
-            f"{when}. {self.error_details(raw)[0]}{self.nothing_done()}Run again after the reset; in a flow, "
-            "lower the for-loop's parallelism or spread the schedule: the limit is shared by every key and app "
-            "of the org.",
-            429,
+            f"{self.waited:.0f} s of waiting ({self.wait_bound()}); {when}. {self.error_details(raw)[0]}"
+            f"{self.nothing_done()}"
         )
+        advice = (
+            "Run again after the reset; in a flow, lower the for-loop's parallelism or spread the schedule: the "
+            "limit is shared by every key and app of the org."
+        )
+        return KustomerRateLimitError(facts, advice, reset_at, count)
 
     def untrusted_error(self, problem: str) -> KustomerConnectionError:
         return KustomerConnectionError(
@@ -1108,7 +1141,7 @@ class _BoundedDecoder:
 
 
 @functools.cache
-def _trust(cafile: str | None, capath: str | None) -> ssl.SSLContext:
+def trusted_context(cafile: str | None, capath: str | None) -> ssl.SSLContext:
     """The CAs a server's certificate is checked against, decided once per job: the worker's
     SSL_CERT_FILE / SSL_CERT_DIR when set (a TLS-inspecting proxy's CA); else the system's hashed
     certificate directory, from which OpenSSL reads only the CA a handshake needs; else certifi's
@@ -1181,7 +1214,7 @@ def _failed_attempt_wait(attempts: int, waited: float, policy: RetryPolicy) -> f
     return wait
 
 
-def _rate_limit_wait(reset_at: float | None, losses: int, waited: float, policy: RetryPolicy) -> float | None:
+def rate_limit_wait(reset_at: float | None, losses: int, waited: float, policy: RetryPolicy) -> float | None:
     """How long to wait after the `losses`-th 429 in a row; None to give up.
 
     Kustomer's announced reset is followed, plus under a second of jitter that shrinks with each
@@ -1202,7 +1235,7 @@ def _backoff(attempt: int, policy: RetryPolicy) -> float:
     return min(policy.backoff_cap, policy.backoff_first * 2.0 ** (attempt - 1)) * random.uniform(0.5, 1.0)
 
 
-def _reset_time(headers: httpx.Headers, now: float, policy: RetryPolicy) -> float | None:
+def reset_time(headers: httpx.Headers, now: float, policy: RetryPolicy) -> float | None:
     """When Kustomer's rate-limit window resets (epoch seconds), from Retry-After (seconds or an HTTP
     date) and x-ratelimit-reset (epoch seconds or milliseconds, or seconds from now). A value that is
     not finite, lies in the past or more than `max_reset_ahead` away is not believed: None."""

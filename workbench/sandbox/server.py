@@ -19,7 +19,6 @@ from workbench.sandbox.state import KustomerState, Switches
 _BULK = re.compile(r"/v1/bulk/([0-9a-f]{24})")
 _BATCHES = re.compile(r"/v1/bulk/([0-9a-f]{24})/batches")
 _EXTERNAL_ID = re.compile(r"/v1/messages/externalid=(.+)")
-_UNPARSABLE = {"errors": [{"code": "bad_request", "message": "Invalid request body or parameters.", "meta": {}}]}
 
 
 class Sandbox:

@@ -533,7 +533,7 @@ def _array_items(chunks: Iterator[bytes], name: str) -> Iterator[tuple[int, Any,
 
 # ---- shared part "import_store": the same in every step of import_messages ----
 # Windmill runs each step as one file, so what the steps share is copied, not imported. Edit it in
-# prepare.inline_script.py, then run `uv run python -m workbench.shared_parts`; a test fails on drift.
+# parts/import_store.py, then run `uv run python -m workbench.shared_parts`; a test fails on drift.
 #
 # An import is a folder of the workspace storage, named after its input and its org (prepare):
 #   manifest.json       what prepare made of the input; once every outcome is known, the final report

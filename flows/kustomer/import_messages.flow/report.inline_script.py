@@ -368,7 +368,7 @@ def _upload(key: str, file: Any) -> dict[str, str]:
 
 # ---- shared part "import_store": the same in every step of import_messages ----
 # Windmill runs each step as one file, so what the steps share is copied, not imported. Edit it in
-# prepare.inline_script.py, then run `uv run python -m workbench.shared_parts`; a test fails on drift.
+# parts/import_store.py, then run `uv run python -m workbench.shared_parts`; a test fails on drift.
 #
 # An import is a folder of the workspace storage, named after its input and its org (prepare):
 #   manifest.json       what prepare made of the input; once every outcome is known, the final report

@@ -37,7 +37,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import wmill
@@ -58,7 +58,10 @@ FIRST_LOOK_AFTER = float(os.environ.get("KUSTOMER_IMPORT_FIRST_LOOK_SECONDS") or
 LOOK_AGAIN_MAX = 30.0  # seconds between looks at an operation not done yet: 2, 4, 8 ... up to this
 LEASE_CHECK_EVERY = 30.0  # seconds: how stale this job's knowledge of the import's lease may get
 NOTHING_SENT = (bulk.KustomerInputError, bulk.KustomerConnectionError, bulk.KustomerRateLimitError)
-RATE_LIMIT_LEVER = "in this import, give max_requests_per_minute a share of the org's budget"
+RATE_LIMIT_ADVICE = (
+    "Run the import again after the reset (it sends only what is left), and give max_requests_per_minute a "
+    "share of the org's budget: the limit is shared by every key and app of the org."
+)
 
 
 def main(
@@ -69,7 +72,8 @@ def main(
     groups: int = 1,
     max_requests_per_minute: int = 0,
 ) -> dict[str, Any]:
-    job = GroupJob(auth, import_id, range(group[0], group[1]), max_requests_per_minute)
+    # The flow's `auth` input is the kustomer resource; each request of the scripts checks it first.
+    job = GroupJob(cast(bulk.kustomer, auth), import_id, range(group[0], group[1]), max_requests_per_minute)
     number += 1
     print(
         f"Group {number} of {groups}: batches {group[0] + 1} to {group[1]}, "
@@ -109,7 +113,7 @@ class Pacer:
 
 
 class GroupJob:
-    def __init__(self, auth: dict[str, Any], import_id: str, batches: range, per_minute: int) -> None:
+    def __init__(self, auth: bulk.kustomer, import_id: str, batches: range, per_minute: int) -> None:
         self.auth, self.import_id, self.batches = auth, import_id, batches
         self.run_id = os.environ.get("WM_ROOT_FLOW_JOB_ID") or os.environ.get("WM_JOB_ID") or "local"
         self.pacer = Pacer(per_minute)
@@ -250,7 +254,7 @@ class GroupJob:
                 return
             why = str(error)
             if isinstance(error, bulk.KustomerRateLimitError):  # inside this flow, the lever is its input
-                why = re.sub(r"in a flow, lower [^:]*", RATE_LIMIT_LEVER, why)
+                why = error.facts + RATE_LIMIT_ADVICE
             self.finish(key, batch, {"outcome": "not_sent", "why": why, "messages": refs}, f"{where}: not sent")
             return
         except bulk.KustomerAPIError as error:
@@ -427,7 +431,7 @@ def _must(data: bytes | None, key: str) -> bytes:
 
 # ---- shared part "import_store": the same in every step of import_messages ----
 # Windmill runs each step as one file, so what the steps share is copied, not imported. Edit it in
-# prepare.inline_script.py, then run `uv run python -m workbench.shared_parts`; a test fails on drift.
+# parts/import_store.py, then run `uv run python -m workbench.shared_parts`; a test fails on drift.
 #
 # An import is a folder of the workspace storage, named after its input and its org (prepare):
 #   manifest.json       what prepare made of the input; once every outcome is known, the final report

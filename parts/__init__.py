@@ -1,0 +1,1 @@
+"""The sources of the code the scripts and the flow's steps share (see workbench/shared_parts.py)."""

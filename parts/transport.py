@@ -1,0 +1,979 @@
+"""One exchange with Kustomer and every bound on it: the resource's checks, the retry policy,
+rate limits, unknown outcomes, the error classes, and how server text is cleaned before it is shown.
+
+The source of the shared part "transport": `uv run python -m workbench.shared_parts` copies the
+region between its markers into every script (or flow step) that holds it; only what is between the
+markers is copied, the imports above are for the checkers.
+"""
+
+import contextlib
+import functools
+import gc
+import ipaddress
+import json
+import math
+import os
+import random
+import re
+import socket
+import ssl
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from datetime import UTC
+from typing import Any, NamedTuple
+
+import httpx
+
+from parts.resource import kustomer  # defined beside it in every script
+
+# ---- shared part "transport": the same in every script of scripts/kustomer ----
+# Windmill runs each script as one self-contained file, so the code they share is copied, not imported.
+# Edit parts/transport.py, then run `uv run python -m workbench.shared_parts`; a test fails on drift.
+
+DEFAULT_BASE_URL = "https://api.kustomerapp.com"
+USER_AGENT = "windmill-kustomer-scripts/1.1"
+MAX_PROBLEMS_SHOWN = 40
+_ERROR_BODY_BYTES = 65536  # read of an error answer; Kustomer's own are a few hundred bytes
+
+
+class RetryPolicy(NamedTuple):
+    """Every bound on time and size one job respects. Tests swap in `sleep` and `clock`."""
+
+    connect_timeout: float = 10.0  # seconds to open the connection (nothing sent yet: retried)
+    read_timeout: float = 30.0  # seconds of silence from Kustomer once the request is sent
+    response_deadline: float = 60.0  # seconds of one attempt: from the connection's start (a proxy's
+    #                                  CONNECT and the TLS handshake included) to the answer's last byte
+    max_job_seconds: float = 300.0  # every attempt and every wait of one job (a create and its lookup)
+    max_response_bytes: int = 10_000_000  # of the answer once decoded, counted as it is decoded
+    max_failed_attempts: int = 5  # attempts that got no answer: a failed connection (or a lost GET answer)
+    max_rate_limited: int = 20  # 429 answers taken before giving up
+    max_total_wait: float = 120.0  # seconds slept between attempts, all added up
+    max_single_wait: float = 65.0  # one rate-limit window is 60 s; a longer wait is not waited for
+    backoff_first: float = 1.0  # seconds of the first backoff, doubled at each further one ...
+    backoff_cap: float = 30.0  # ... up to this
+    max_reset_ahead: float = 3600.0  # a rate-limit reset announced further ahead is not believed
+    log_waits_from: float = 1.0  # a wait this long or longer prints a line in the job's log
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.time
+
+
+POLICY = RetryPolicy()
+
+# A job that calls Kustomer many times (the import flow's) does it inside `reused_connections()`:
+# every call of this module, from any thread, then shares one client per kind of host, its
+# connections kept open. Outside it each call has its own client, closed when the call ends.
+_REUSED: dict[tuple[bool, str, str], httpx.Client] | None = None
+_REUSED_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def reused_connections() -> Iterator[None]:
+    """Share one client, kept open, between the calls made inside this block (a long job's)."""
+    global _REUSED
+    _REUSED = {}
+    try:
+        yield
+    finally:
+        clients, _REUSED = _REUSED, None
+        for client in clients.values():
+            client.close()
+
+
+# KustomerError                      its text is what Windmill's result pane shows
+#  +-- KustomerInputError            the input is wrong: nothing was sent
+#  +-- KustomerConnectionError       Kustomer could not be reached (or a read got no answer): nothing was sent
+#  +-- KustomerAPIError              Kustomer refused the request: nothing was created
+#  |    +-- KustomerRateLimitError   429 for longer than the policy waits: nothing was created
+#  +-- KustomerOutcomeUnknownError   the request went out and its answer was lost: it is not repeated
+
+
+class KustomerError(Exception):
+    """A failure of this script; its text is what Windmill shows in the run's result pane."""
+
+
+class KustomerInputError(KustomerError, ValueError):
+    """The input is wrong; nothing was sent."""
+
+
+class KustomerConnectionError(KustomerError):
+    """Kustomer could not be reached, or a read got no answer; nothing was created."""
+
+
+class KustomerAPIError(KustomerError):
+    """Kustomer answered with an error status; `status`, `code` and `pointer` are Kustomer's."""
+
+    def __init__(self, message: str, status: int, code: str | None = None, pointer: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.pointer = pointer
+
+
+class KustomerRateLimitError(KustomerAPIError):
+    """Kustomer kept answering 429 for longer than the policy waits; nothing was created.
+
+    `facts` is what happened, `reset_at` when Kustomer said its window resets (epoch seconds; None when
+    it did not say) and `answers` the 429s taken: a caller that has its own lever (the import flow's
+    budget) words its own advice from them. The message is the facts and the advice for a script run."""
+
+    def __init__(self, facts: str, advice: str, reset_at: float | None = None, answers: int = 0) -> None:
+        super().__init__(facts + advice, 429)
+        self.facts, self.reset_at, self.answers = facts, reset_at, answers
+
+
+class KustomerOutcomeUnknownError(KustomerError):
+    """The request was sent but its outcome is unknown: it was not repeated, to avoid duplicates."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _raise_if_invalid(problems: list[str]) -> None:
+    if not problems:
+        return
+    shown = problems[:MAX_PROBLEMS_SHOWN]
+    more = len(problems) - len(shown)
+    lines = "\n".join(f"- {p}" for p in shown) + (f"\n- ... and {more} more" if more > 0 else "")
+    noun = "problem" if len(problems) == 1 else "problems"
+    raise KustomerInputError(f"Nothing was sent to Kustomer: the input has {len(problems)} {noun}:\n{lines}")
+
+
+def auth_problems(auth: Any) -> list[str]:
+    """What is wrong with the resource. No value taken from it is ever shown, except a baseUrl that is a
+    plain URL: a key pasted into the wrong place must not end up in the result pane."""
+    if not isinstance(auth, dict):
+        return [f"auth: must be a kustomer resource (an object with apiKey), got {_kind(auth)} (not shown)"]
+    problems = []
+    key = auth.get("apiKey")
+    if "apiKey" not in auth and any(isinstance(k, str) and k.lower().replace("_", "") == "apikey" for k in auth):
+        problems.append("auth.apiKey: missing; the resource has a similar key: did you mean apiKey?")
+    elif not isinstance(key, str) or not key.strip():
+        what = "missing or empty" if key is None or isinstance(key, str) else f"{_kind(key)}, not a string"
+        problems.append(f"auth.apiKey: {what}: set it to a Kustomer API key")
+    elif not re.fullmatch(r"[\x21-\x7e]+", key.strip()):
+        problems.append("auth.apiKey: contains spaces or characters not allowed in an HTTP header (not shown)")
+    base_url = auth.get("baseUrl")
+    if base_url is not None and not (isinstance(base_url, str) and not base_url.strip()):  # empty: the US
+        problem = base_url_problem(base_url, key if isinstance(key, str) else "")
+        if problem:
+            problems.append(f"auth.baseUrl: {problem}")
+    return problems
+
+
+def base_url_problem(base_url: Any, key: str) -> str | None:
+    example = "such as https://api.prod2.kustomerapp.com"
+    if not isinstance(base_url, str):
+        return f"must be a URL string {example}, got {_kind(base_url)} (not shown)"
+    key = key.strip()
+    # A short key is found only as the whole field: "abc" is no key inside https://abc.api.kustomerapp.com
+    if key and (key in base_url if len(key) >= 16 else base_url.strip() == key):
+        return "holds the API key: put the key in apiKey and the region's host, or nothing, in baseUrl"
+    try:
+        url = httpx.URL(base_url.strip())
+    except Exception:
+        url = None
+    if url is None or not url.scheme or not url.host:
+        return f"is not a URL {example} (not shown, in case it is a key in the wrong field)"
+    if url.userinfo:
+        return "holds a user name or password before the host (not shown): Kustomer takes only the API key"
+    shown = show(base_url.strip(), 120)
+    if url.scheme not in ("http", "https"):
+        return f"{shown} is not an https URL {example}"
+    if not re.fullmatch(rb"[A-Za-z0-9.:-]+", url.raw_host) or not 0 < (url.port or 443) < 65536:
+        return f"{shown} does not name a host (and port) that can be reached, {example}"
+    if url.path.rstrip("/").lower() == "/v1" and not (url.query or url.fragment):
+        return f"{shown} must be a host and nothing else: leave out /v1 (the scripts add it), {example}"
+    if url.query or url.fragment or url.path.rstrip("/"):
+        return f"{shown} must be a host and nothing else (no path, ?query or #fragment), {example}"
+    if url.scheme == "http" and not _is_loopback(url.host):
+        return f"{shown} uses plain http, which would send the API key unencrypted: use https://"
+    return None
+
+
+def _base_url(auth: kustomer) -> httpx.URL:
+    url = httpx.URL((auth.get("baseUrl") or "").strip() or DEFAULT_BASE_URL)
+    return httpx.URL(scheme=url.scheme, host=url.host, port=url.port)  # the host alone: auth_problems said so
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _kind(value: Any) -> str:
+    names = {bool: "a boolean", str: "a string", int: "a number", float: "a number", list: "a list", dict: "an object"}
+    return "nothing (null)" if value is None else names.get(type(value), f"a {type(value).__name__}")
+
+
+def describe(value: Any) -> str:
+    return _kind(value) if value is None else f"{_kind(value)} {show(value)}"
+
+
+def show(value: Any, limit: int = 60) -> str:
+    """A short, printable rendering of any value: never recursive, never more than about `limit`
+    characters, whatever the depth or size of the value."""
+    parts: list[str] = []
+    size = 0
+    stack: list[Any] = [value]
+    while stack and size <= limit:
+        item = stack.pop()
+        if isinstance(item, _Punct):
+            text = str(item)
+        elif isinstance(item, str):
+            text = repr(item[: limit + 1]) if item is value else json.dumps(item[: limit + 1], ensure_ascii=False)
+        elif isinstance(item, bool) or item is None:
+            text = json.dumps(item)
+        elif isinstance(item, int):
+            text = str(item) if item.bit_length() < 1000 else f"<a {int(item.bit_length() * 0.30103)}-digit number>"
+        elif isinstance(item, float):
+            text = repr(item)
+        elif isinstance(item, dict | list):
+            is_dict = isinstance(item, dict)
+            inner: list[Any] = []
+            for i, entry in enumerate(item.items() if isinstance(item, dict) else item):
+                if i:
+                    inner.append(_Punct(", "))
+                if i * 2 > limit:
+                    inner.append(_Punct("..."))
+                    break
+                if is_dict:
+                    inner += [entry[0] if isinstance(entry[0], str) else _Punct(_kind(entry[0])), _Punct(": ")]
+                    entry = entry[1]
+                inner.append(entry)
+            text = "{" if is_dict else "["
+            stack.append(_Punct("}" if is_dict else "]"))
+            stack.extend(reversed(inner))
+        else:
+            text = f"<{type(item).__name__}>"
+        parts.append(text)
+        size += len(text)
+    shown = "".join(parts)
+    shown = shown if len(shown) <= limit and not stack else shown[: limit - 3] + "..."
+    return shown.encode("utf-8", "backslashreplace").decode("utf-8")  # an unpaired surrogate, escaped
+
+
+class _Punct(str):
+    """Text show writes itself, told apart from a string value on its stack."""
+
+
+class _Endpoint(NamedTuple):
+    method: str
+    path: str  # percent-encoded, with its query if any
+    role: str  # the role a key needs here, named when Kustomer answers 401 or 403
+    not_found: str  # what a 404 means here
+    max_bytes: int = 0  # of a success answer, if less than the policy's
+
+
+def _call_kustomer(
+    auth: kustomer,
+    endpoint: _Endpoint,
+    body: Any = None,
+    if_unknown: str = "",
+    deadline: float = math.inf,
+    waits_until: float = math.inf,
+) -> Any:
+    """Send one request to Kustomer and return its JSON answer, or raise a KustomerError.
+
+    `if_unknown` says what to check when a write went out and its answer was lost; `deadline` (the
+    policy's clock) is when the job's time is up: no attempt runs past it, no wait ends after it;
+    `waits_until`, when earlier, is when waiting must end (an attempt may still run to the deadline). The error raised
+    carries no chained exception and no traceback from below this call: those would hold httpx's
+    request, whose Authorization header is the key.
+    """
+    url = _base_url(auth).copy_with(raw_path=endpoint.path.encode("ascii"))  # the path arrives percent-encoded
+    exchange = _Exchange(auth["apiKey"].strip(), url, endpoint, deadline)
+    exchange.waits_until = min(waits_until, exchange.deadline)
+    failure: KustomerError
+    try:
+        return exchange.send_handling_retries(body, if_unknown)
+    except KustomerError as exc:
+        failure = exc
+    except Exception as exc:  # a bug or an httpx surprise: still never the key, nor its traceback
+        failure = exchange.unexpected(exc, if_unknown)
+    failure.__cause__ = failure.__context__ = None
+    raise failure.with_traceback(None)  # raised outside the `except`, so no context is attached again
+
+
+class _NoAnswer(Exception):  # noqa: N818  # an internal signal, never raised to the user
+    """An attempt that ended without a usable answer; `sent` says whether any of the request went out."""
+
+    def __init__(self, reason: str, sent: bool, status: int | None = None, retry: bool = True) -> None:
+        super().__init__(reason)
+        self.reason, self.sent, self.status, self.retry = reason, sent, status, retry
+
+
+class _Exchange:
+    """One call to Kustomer: the request, whether any of it went out, and how the server's text is shown."""
+
+    def __init__(self, key: str, url: httpx.URL, endpoint: _Endpoint, deadline: float) -> None:
+        self.key, self.url, self.endpoint, self.policy = key, url, endpoint, POLICY
+        self.deadline = min(deadline, self.policy.clock() + self.policy.max_job_seconds)
+        self.where = f"{endpoint.method} {url}"
+        self.sent = self.expired = self.traced = self.out_of_time = False
+        self.cut_after = self.policy.response_deadline
+        self.fd = -1  # the connection's socket, by number: ssl keeps it while it holds the socket
+        self.timer: threading.Timer | None = None
+        self.lock = threading.Lock()  # the deadline acts only while its attempt lasts
+        self.waited = 0.0
+        self.timeout = httpx.Timeout(self.policy.read_timeout, connect=self.policy.connect_timeout)
+        self.waits_until = self.deadline
+
+    # -- the layers, from the outside in --
+
+    def send_handling_retries(self, body: Any, if_unknown: str) -> Any:
+        content = None if body is None else self.encode(body)
+        failures = rate_limited = 0
+        announced: float | None = None  # the last believable reset Kustomer announced
+        with self.client() as client:
+            while True:
+                try:
+                    if self.deadline - self.policy.clock() < 1:
+                        self.out_of_time = True
+                        raise _NoAnswer("this job's time ran out before the attempt", False, retry=False)
+                    response, raw = self.send_single_request(client, content)
+                    if response.status_code >= 500 and self.endpoint.method == "GET":  # reading again is safe
+                        raise _NoAnswer(f"Kustomer answered {response.status_code}", True, response.status_code)
+                except _NoAnswer as lost:
+                    failures += 1
+                    wait = _failed_attempt_wait(failures, self.waited, self.policy) if lost.retry else None
+                    wait = self.in_time(wait)
+                    if lost.sent and self.endpoint.method != "GET":
+                        raise KustomerOutcomeUnknownError(
+                            f"The request {self.where} was sent, and {lost.reason}. {if_unknown}", lost.status
+                        ) from None
+                    if wait is None:
+                        raise self.no_answer_error(lost, failures) from None
+                    self.pause(wait, f"{self.where}: {lost.reason}", failures + 1, self.policy.max_failed_attempts)
+                    continue
+                if response.status_code != 429:
+                    return self.result(response, raw, if_unknown)
+                rate_limited += 1
+                reset_at = reset_time(response.headers, self.policy.clock(), self.policy)
+                announced = reset_at or announced
+                wait = self.in_time(rate_limit_wait(reset_at, rate_limited, self.waited, self.policy))
+                if wait is None:
+                    raise self.rate_limit_error(raw, rate_limited, announced)
+                why = f"Kustomer answered 429 Too Many Requests to {self.where} (the org's rate limit)"
+                self.pause(wait, why, rate_limited + 1, self.policy.max_rate_limited)
+
+    def in_time(self, wait: float | None) -> float | None:
+        """`wait`, unless the job's time would be up before an attempt after it could end, or the wait
+        would end after `waits_until`: None."""
+        if wait is not None and self.policy.clock() + wait + 1 > min(self.deadline, self.waits_until):
+            self.out_of_time = True
+            return None
+        return wait
+
+    def client(self) -> contextlib.AbstractContextManager[httpx.Client]:
+        """This call's client: its own, or the one `reused_connections()` shares (left open)."""
+        connect = max(1.0, min(self.policy.connect_timeout, self.deadline - self.policy.clock()))
+        self.timeout = httpx.Timeout(self.policy.read_timeout, connect=connect)
+        cafile, capath = os.environ.get("SSL_CERT_FILE") or "", os.environ.get("SSL_CERT_DIR") or ""
+        loopback = _is_loopback(self.url.host)  # a local sandbox never goes through a proxy: the key would cross it
+        if _REUSED is None:
+            return self.new_client(loopback, cafile, capath)
+        with _REUSED_LOCK:
+            if (loopback, cafile, capath) not in _REUSED:
+                _REUSED[(loopback, cafile, capath)] = self.new_client(loopback, cafile, capath)
+            return contextlib.nullcontext(_REUSED[(loopback, cafile, capath)])
+
+    def new_client(self, loopback: bool, cafile: str, capath: str) -> httpx.Client:
+        trust = trusted_context(cafile or None, capath or None)
+        try:
+            client = httpx.Client(timeout=self.timeout, follow_redirects=False, trust_env=not loopback, verify=trust)
+            _freeze_once()  # httpx imports httpcore when it makes its first client
+            return client
+        except Exception as exc:  # a proxy setting that cannot be used: an unknown scheme, socks without socksio
+            names = [
+                n for n in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY") if os.environ.get(n) or os.environ.get(n.lower())
+            ]
+            raise KustomerConnectionError(
+                f"Nothing was sent to Kustomer: this worker's proxy settings ({', '.join(names) or 'environment'}) "
+                f"cannot be used ({type(exc).__name__}; the value is not shown, as it may hold a password). "
+                "Fix or remove them, then run again."
+            ) from None
+
+    def send_single_request(self, client: httpx.Client, content: bytes | None) -> tuple[httpx.Response, bytes]:
+        """Send once and read the answer within the size and time bounds, or raise _NoAnswer."""
+        self.sent = self.expired = self.traced = False
+        headers = {"Authorization": f"Bearer {self.key}", "Accept": "application/json", "User-Agent": USER_AGENT}
+        headers["Accept-Encoding"] = "gzip, deflate"  # what _BoundedDecoder reads, and nothing it cannot bound
+        if content is not None:
+            headers["Content-Type"] = "application/json"
+        try:
+            request = client.build_request(
+                self.endpoint.method,
+                self.url,
+                content=content,
+                headers=headers,
+                timeout=self.timeout,
+                extensions={"trace": self.trace},
+            )
+            response = client.send(request, stream=True)
+            try:
+                return response, self.read_body(response)
+            finally:
+                response.close()
+        except _NoAnswer:
+            raise
+        except Exception as exc:
+            problem = _certificate_problem(exc, self.url.host)
+            if problem:  # the same certificate would come back: trying again would only wait
+                raise self.untrusted_error(problem) from None
+            if not self.traced:  # a transport that does not trace (a test double): judge by what failed
+                self.sent = isinstance(exc, _AFTER_SENDING)
+            connect_failed = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.ProxyError)
+            retry = not self.sent and not self.expired and connect_failed  # a proxy that drips would drip again
+            raise _NoAnswer(self.failure_reason(exc), self.sent, retry=retry or self.sent) from None
+        finally:
+            with self.lock:
+                if self.timer:
+                    self.timer.cancel()
+                    self.timer = None
+
+    def read_body(self, response: httpx.Response) -> bytes:
+        success = response.is_success
+        limit = (self.endpoint.max_bytes or self.policy.max_response_bytes) if success else _ERROR_BODY_BYTES
+        chunks: list[bytes] = []
+        try:
+            decoder = _BoundedDecoder(response.headers.get_list("content-encoding", split_commas=True), limit)
+            for piece in response.iter_raw():
+                chunks.append(decoder.feed(piece))
+                if decoder.full:
+                    break
+        except Exception as exc:
+            if not success:
+                return b"".join(chunks)  # an error status whose body broke off: the status explains it
+            undecodable = isinstance(exc, ValueError | zlib.error)
+            reason = self.shown(str(exc), 200) if undecodable and not self.expired else self.failure_reason(exc)
+            status = response.status_code
+            raise _NoAnswer(f"Kustomer answered {status}, but its answer broke off ({reason})", True, status) from None
+        if decoder.full and success:
+            raise _NoAnswer(
+                f"Kustomer answered {response.status_code}, but its answer was over {limit:,} bytes, too large to read",
+                True,
+                response.status_code,
+                retry=False,
+            )
+        return b"".join(chunks)
+
+    # -- what went out, and the deadline from the moment it did --
+
+    def trace(self, event: str, info: dict[str, Any]) -> None:
+        """httpcore's trace hook: its first event starts the attempt's deadline (before the connection,
+        so a proxy's CONNECT and the TLS handshake count); it learns when the request starts to go out."""
+        self.traced = True
+        if self.timer is None:  # one deadline for the attempt, even if httpcore retries on a new connection
+            self.cut_after = max(0.0, min(self.policy.response_deadline, self.deadline - self.policy.clock()))
+            self.out_of_time = self.cut_after < self.policy.response_deadline
+            self.timer = threading.Timer(self.cut_after, self.expire)
+            self.timer.daemon = True
+            self.timer.start()
+        if event.endswith(".connect_tcp.complete"):  # directly or through a proxy
+            stream = info.get("return_value")
+            sock = stream.get_extra_info("socket") if stream is not None else None
+            self.fd = sock.fileno() if sock is not None else -1
+        elif event.endswith(".send_request_headers.started") and info["request"].method != b"CONNECT":
+            self.sent = True
+
+    def expire(self) -> None:
+        """The deadline passed: shut the connection, which ends any read or write under way at once. By
+        the socket's number: a TLS handshake or exchange runs on an ssl socket that took it over (the
+        socket object httpcore connected with is detached by then, and shutting it would do nothing)."""
+        with self.lock:
+            if self.timer is None:  # the attempt ended as its deadline passed
+                return
+            self.expired = True
+            if self.fd < 0:
+                return
+            with contextlib.suppress(OSError):  # closed already
+                held = socket.socket(fileno=self.fd)
+                try:
+                    held.shutdown(socket.SHUT_RDWR)
+                finally:
+                    held.detach()  # the connection's socket stays httpcore's to close
+
+    def failure_reason(self, exc: Exception) -> str:
+        if self.expired and self.out_of_time:
+            return "this job's time ran out during the exchange, which was cut off"
+        if self.expired:
+            return f"the exchange took longer than {self.cut_after:.0f} s and was cut off"
+        for kind in type(exc).__mro__:  # most specific first
+            if kind in _TRANSPORT_REASONS:
+                reason = _TRANSPORT_REASONS[kind]
+                break
+        else:
+            reason = f"the request failed ({type(exc).__name__})"
+        detail = self.shown(str(exc), 200)
+        return f"{reason}: {detail}" if detail else reason
+
+    # -- waits --
+
+    def pause(self, wait: float, why: str, attempt: int, most: int) -> None:
+        _wait_saying_why(self.policy, wait, why, f"attempt {attempt} of at most {most}")
+        self.waited += wait
+
+    # -- answers --
+
+    def result(self, response: httpx.Response, raw: bytes, if_unknown: str) -> Any:
+        status = response.status_code
+        reason = f"{status} {self.shown(response.reason_phrase, 60)}".strip()
+        if response.is_success:
+            too_large: list[str] = []
+
+            def finite(text: str) -> Any:  # 1e400 is no float: keep its text, so the result stays JSON
+                value = float(text)
+                if math.isfinite(value):
+                    return value
+                too_large.append(text)
+                return text
+
+            try:
+                answer = _without_key(json.loads(raw, parse_constant=_refuse_constant, parse_float=finite), self.key)
+            except (ValueError, RecursionError):
+                shown = self.shown(raw[:1000].decode("utf-8", "replace"), 200) or "an empty body"
+                if self.endpoint.method == "GET":
+                    raise KustomerAPIError(
+                        f"Kustomer answered {reason} to {self.where}, but not with JSON ({shown}).", status
+                    ) from None
+                raise KustomerOutcomeUnknownError(
+                    f"Kustomer answered {reason} to {self.where}, which means success, but its answer was not "
+                    f"JSON ({shown}). The request most likely took effect. {if_unknown}",
+                    status,
+                ) from None
+            if too_large:
+                data = answer.get("data") if isinstance(answer, dict) else None
+                which = f" (id {self.shown(_scalar(data.get('id')), 40)})" if isinstance(data, dict) else ""
+                print(
+                    f"Kustomer answered {reason} to {self.where}{which}, but its answer holds {len(too_large)} "
+                    f"number(s) too large for JSON ({self.shown(', '.join(too_large), 60)}): the result gives each "
+                    "as its text, the rest as Kustomer sent it.",
+                    flush=True,
+                )
+            return answer
+        if response.is_redirect:
+            target = self.shown(response.headers.get("location", "?"), 120)
+            if self.endpoint.method != "GET":  # the request arrived: it may have taken effect before the redirect
+                raise KustomerOutcomeUnknownError(
+                    f"Kustomer answered {reason} to {self.where}, pointing to {target}. The request arrived, so it "
+                    f"may have taken effect; it was neither followed (the API key stays with the host you chose) nor "
+                    f"repeated. {if_unknown} Set auth.baseUrl to the API host itself, e.g. https://api.kustomerapp.com.",
+                    status,
+                )
+            raise KustomerAPIError(
+                f"Kustomer answered {reason} to {self.where}, pointing to {target}. Redirects are not followed, "
+                f"so the API key stays with the host you chose. {self.nothing_done()}Set auth.baseUrl to the API "
+                "host itself, e.g. https://api.kustomerapp.com.",
+                status,
+            )
+        text, code, pointer = self.error_details(raw)
+        if status >= 500:
+            if self.endpoint.method == "GET":
+                raise KustomerAPIError(f"Kustomer answered {reason} to {self.where}: {text}", status, code, pointer)
+            raise KustomerOutcomeUnknownError(f"Kustomer answered {reason} to {self.where}: {text}{if_unknown}", status)
+        raise KustomerAPIError(
+            f"Kustomer rejected the request with {reason} on {self.where}: {text}{self.nothing_done()}"
+            f"{self.hint(status, text)}".strip(),
+            status,
+            code,
+            pointer,
+        )
+
+    def nothing_done(self) -> str:
+        return "" if self.endpoint.method == "GET" else "Nothing was created. "
+
+    def hint(self, status: int, text: str) -> str:
+        role = self.endpoint.role
+        if status in (401, 403) and "pod" in text:
+            return "The key belongs to another region: " + _REGION_HINT
+        hints = {
+            400: "Fix the field named above and run again.",
+            401: f"Check that auth.apiKey is a current Kustomer API key with the role {role}; a key's roles cannot "
+            "be changed, so create a new key if needed. A key works only in its own region: " + _REGION_HINT,
+            403: f"The key lacks a role this request needs: {role}.",
+            404: self.endpoint.not_found,
+            409: "Kustomer reported a conflict with the current state of the record; run again once it settles.",
+            413: "The request is too large for Kustomer (about 100 KB): send fewer messages per request or shorter "
+            "previews.",
+        }
+        return hints.get(status, "")
+
+    def error_details(self, raw: bytes) -> tuple[str, str | None, str | None]:
+        """Kustomer's own words from an error body, short and safe to show, whatever its shape; and the
+        first error's code and pointer."""
+        text = raw[:_ERROR_BODY_BYTES].decode("utf-8", "replace")
+        try:
+            errors = json.loads(text).get("errors")
+        except (ValueError, AttributeError, RecursionError):
+            errors = None
+        if isinstance(errors, list) and errors:
+            parts, code, pointer = [], None, None
+            for error in [e for e in errors[:5] if isinstance(e, dict)]:
+                words = [self.shown(_scalar(error.get(k)), 300) for k in ("code", "title", "message", "detail")]
+                source = error["source"] if isinstance(error.get("source"), dict) else {}
+                places = {k: self.shown(_scalar(source.get(k)), 100) for k in ("pointer", "parameter", "parameters")}
+                words += [f"at {k} {v}" for k, v in places.items() if v]
+                code = code or self.shown(_scalar(error.get("code")), 100) or None
+                pointer = pointer or places["pointer"] or places["parameter"] or None
+                if any(words):
+                    parts.append(": ".join(dict.fromkeys(w for w in words if w)))
+            more = f" (and {len(errors) - 5} more errors)" if len(errors) > 5 else ""
+            if parts:
+                return _clip("; ".join(parts), 600) + more + ". ", code, pointer
+        if not text.strip():
+            return "(no error details in the answer). ", None, None
+        title = re.search(r"<title[^>]*>(.*?)</title>", text, re.I | re.S)
+        if title:
+            text = title.group(1)
+        elif text.lstrip().startswith("<"):
+            text = re.sub(r"<[^>]*>", " ", text)
+        return f"{self.shown(text, 300)}. ", None, None
+
+    def rate_limit_error(self, raw: bytes, count: int, reset_at: float | None) -> KustomerRateLimitError:
+        when = "Kustomer did not say when its rate-limit window resets"
+        if reset_at is not None:
+            stamp, ahead = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(reset_at)), reset_at - self.policy.clock()
+            when = f"the window resets at {stamp} (in {ahead:.0f} s)"
+            if ahead < 0:
+                when = f"the window was announced to reset at {stamp}, {-ahead:.0f} s ago, and is still full"
+        facts = (
+            f"Rate limited by Kustomer: {count} answer(s) 429 Too Many Requests to {self.where} over "
+            f"{self.waited:.0f} s of waiting ({self.wait_bound()}); {when}. {self.error_details(raw)[0]}"
+            f"{self.nothing_done()}"
+        )
+        advice = (
+            "Run again after the reset; in a flow, lower the for-loop's parallelism or spread the schedule: the "
+            "limit is shared by every key and app of the org."
+        )
+        return KustomerRateLimitError(facts, advice, reset_at, count)
+
+    def untrusted_error(self, problem: str) -> KustomerConnectionError:
+        return KustomerConnectionError(
+            f"Nothing was sent to Kustomer: the server at {self.url.scheme}://{self.url.netloc.decode()} showed a "
+            f"TLS certificate this worker cannot trust: {problem}. It was not tried again (the certificate would be "
+            "the same), so nothing was created. Check that auth.baseUrl is Kustomer's API host, such as "
+            "https://api.kustomerapp.com. If this worker reaches the internet through a TLS-inspecting proxy, give "
+            "the worker that proxy's CA: SSL_CERT_FILE (a PEM file) or SSL_CERT_DIR (a hashed directory) in its "
+            "environment."
+        )
+
+    def wait_bound(self) -> str:
+        if self.out_of_time:
+            return f"the next wait would have gone past this job's time, {self.policy.max_job_seconds:.0f} s at most"
+        return f"this script waits at most {self.policy.max_total_wait:.0f} s"
+
+    def no_answer_error(self, lost: _NoAnswer, attempts: int) -> KustomerConnectionError:
+        if lost.sent:  # a GET: reading again was safe, and did not help
+            return KustomerConnectionError(
+                f"Kustomer gave no usable answer to {self.where} ({lost.reason}), {attempts} attempt(s) over "
+                f"{self.waited:.0f} s. A GET changes nothing in Kustomer: run again later."
+            )
+        return KustomerConnectionError(
+            f"Could not connect to {self.url.scheme}://{self.url.netloc.decode()} ({lost.reason}), {attempts} "
+            f"attempt(s) over {self.waited:.0f} s. Nothing was sent, so nothing was created. "
+            "Check auth.baseUrl, the network and any proxy settings, then run again."
+        )
+
+    def unexpected(self, exc: Exception, if_unknown: str) -> KustomerError:
+        text = self.shown(f"{type(exc).__name__}: {exc}", 300)
+        if self.sent and self.endpoint.method != "GET":
+            return KustomerOutcomeUnknownError(f"Unexpected error while calling Kustomer ({text}). {if_unknown}")
+        return KustomerConnectionError(f"Unexpected error before Kustomer answered ({text}). Nothing was created.")
+
+    def encode(self, body: Any) -> bytes:
+        try:
+            return json.dumps(body, ensure_ascii=False, allow_nan=False).encode()
+        except (TypeError, ValueError, RecursionError) as exc:  # validation should have caught it: say so anyway
+            raise KustomerInputError(
+                f"Nothing was sent to Kustomer: body is not JSON ({type(exc).__name__}); check its nested values."
+            ) from None
+
+    def shown(self, text: str, limit: int) -> str:
+        return _clean(text, self.key, limit)
+
+
+_TRANSPORT_REASONS: dict[type[Exception], str] = {
+    httpx.ConnectTimeout: "the connection timed out",
+    httpx.ProxyError: "the proxy refused the connection",
+    httpx.ConnectError: "the connection failed",
+    httpx.ReadTimeout: "no answer came within the read timeout",
+    httpx.WriteTimeout: "sending timed out",
+    httpx.PoolTimeout: "no connection was free in time",
+    httpx.RemoteProtocolError: "the connection was closed or the answer was malformed",
+    httpx.ReadError: "the connection broke",
+    httpx.WriteError: "the connection broke while sending",
+    httpx.UnsupportedProtocol: "the URL's protocol is not supported",
+    httpx.LocalProtocolError: "the request could not be written",
+    httpx.TimeoutException: "a timeout passed",
+}
+# Failures that can only happen once the request has started to go out.
+_AFTER_SENDING = (httpx.ReadError, httpx.ReadTimeout, httpx.WriteError, httpx.WriteTimeout, httpx.RemoteProtocolError)
+# Only text from the server on an error path is cleaned: compiled by re on first use, not at every import.
+_ANSI_ESCAPE = r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|.)?"
+_CONTROL = r"[\x00-\x1f\x7f-\x9f]"
+_REGION_HINT = (
+    "set auth.baseUrl to the key's region: EU https://api.prod2.kustomerapp.com, India "
+    "https://api.prod4.kustomerapp.com, or https://<your-org>.api.kustomerapp.com, which routes to it."
+)
+
+
+_MAX_ENCODING_LAYERS = 2
+
+
+class _BoundedDecoder:
+    """Undoes Content-Encoding (gzip, deflate, layered as listed) while counting what comes out, so a
+    small compressed answer cannot inflate past `limit` bytes in memory: a 2 KB bomb stops at the limit."""
+
+    def __init__(self, encodings: list[str], limit: int) -> None:
+        layers = [e.strip().lower() for e in encodings if e.strip().lower() not in ("", "identity")]
+        unknown = [e for e in layers if e not in ("gzip", "x-gzip", "deflate")]
+        if unknown:
+            raise ValueError(f"it is encoded as {_clip(', '.join(unknown), 40)}, which this script does not read")
+        if len(layers) > _MAX_ENCODING_LAYERS:  # each layer is a decoder; thousands would cost memory and time
+            raise ValueError(f"it is encoded {len(layers)} times over; at most {_MAX_ENCODING_LAYERS} layers are read")
+        self.layers = [zlib.decompressobj(zlib.MAX_WBITS | 32) for _ in reversed(layers)]  # gzip or zlib header
+        self.limit, self.size, self.full = limit, 0, False
+
+    def feed(self, data: bytes) -> bytes:
+        for layer in self.layers:
+            data = layer.decompress(data, self.limit - self.size + 1)  # never more than the limit at once
+        data = data[: self.limit - self.size + 1]
+        self.size += len(data)
+        if self.size > self.limit:
+            self.full = True
+            return data[: len(data) - (self.size - self.limit)]
+        return data
+
+
+@functools.cache
+def trusted_context(cafile: str | None, capath: str | None) -> ssl.SSLContext:
+    """The CAs a server's certificate is checked against, decided once per job: the worker's
+    SSL_CERT_FILE / SSL_CERT_DIR when set (a TLS-inspecting proxy's CA); else the system's hashed
+    certificate directory, from which OpenSSL reads only the CA a handshake needs; else certifi's
+    bundle (about 140 CAs parsed up front, as httpx does by default). Verification is never off."""
+    if not (cafile or capath):
+        capath = ssl.get_default_verify_paths().capath  # None when the directory does not exist
+        with contextlib.suppress(OSError):
+            hashed = capath and any(e.name[8:9] == "." and e.name[9:].isdigit() for e in os.scandir(capath))
+            if hashed:
+                return ssl.create_default_context(capath=capath)
+        import certifi  # httpx's own dependency
+
+        return ssl.create_default_context(cafile=certifi.where())
+    try:
+        return ssl.create_default_context(cafile=cafile, capath=capath)
+    except (OSError, ssl.SSLError) as exc:
+        names = " and ".join(n for n, v in (("SSL_CERT_FILE", cafile), ("SSL_CERT_DIR", capath)) if v)
+        raise KustomerConnectionError(
+            f"Nothing was sent to Kustomer: this worker's {names} cannot be read as CA certificates "
+            f"({type(exc).__name__}: {_clip(str(exc), 120)}). Point it to a PEM file (or a hashed directory) "
+            "holding the CA to trust, or unset it to use the system's."
+        ) from None
+
+
+@functools.cache
+def _freeze_once() -> None:
+    """Move what httpcore's import made out of later collections, as the collector part does for
+    httpx's: once per process (a dedicated worker runs many jobs in one), so a job's own objects are
+    frozen at most once."""
+    gc.freeze()
+
+
+def _certificate_problem(exc: BaseException, host: str) -> str:
+    """What was wrong with the server's certificate, if that is why the connection failed; else empty."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # httpx's error, from httpcore's, from ssl's
+        if seen is None or isinstance(seen, ssl.SSLCertVerificationError):
+            break
+        seen = seen.__cause__ or seen.__context__
+    if not isinstance(seen, ssl.SSLCertVerificationError):
+        return ""
+    unknown_ca = "it was issued by a certificate authority this worker does not trust"
+    problems = {
+        9: "it is not valid yet (or this worker's clock is wrong)",
+        10: "it has expired (or this worker's clock is wrong)",
+        18: "it is self-signed",
+        19: unknown_ca,  # a self-signed CA in the chain
+        20: unknown_ca,  # the issuer is not among the trusted
+        21: unknown_ca,  # the first certificate's issuer is not among the trusted
+        62: f"it was issued for another host name, not {host}",
+    }
+    return problems.get(seen.verify_code, f"{_clip(str(seen.verify_message), 120)} (code {seen.verify_code})")
+
+
+def _wait_saying_why(policy: RetryPolicy, wait: float, why: str, then: str) -> None:
+    """Sleep `wait` seconds; from `log_waits_from` on, first say why in one line, which Windmill shows as
+    the job's log while it runs (never the key, never the body)."""
+    if wait >= policy.log_waits_from:
+        until = time.strftime("%H:%M:%S", time.gmtime(policy.clock() + wait))
+        print(f"{why}; waiting {wait:.0f} s, until {until} UTC, then {then}.", flush=True)
+    if wait > 0:
+        policy.sleep(wait)
+
+
+def _failed_attempt_wait(attempts: int, waited: float, policy: RetryPolicy) -> float | None:
+    """How long to wait before trying again after an attempt got no answer; None to give up."""
+    wait = _backoff(attempts, policy)
+    if attempts >= policy.max_failed_attempts or waited + wait > policy.max_total_wait:
+        return None
+    return wait
+
+
+def rate_limit_wait(reset_at: float | None, losses: int, waited: float, policy: RetryPolicy) -> float | None:
+    """How long to wait after the `losses`-th 429 in a row; None to give up.
+
+    Kustomer's announced reset is followed, plus under a second of jitter that shrinks with each
+    loss: jobs of one parallel import share no state, so this is how the one that has waited longest
+    gets the next window first. From the second 429 on, the wait is never less than an exponential
+    backoff, so a server that keeps announcing a reset a second ahead gets a handful of requests."""
+    if reset_at is None:
+        wait = _backoff(losses, policy)
+    else:
+        floor = 0.0 if losses == 1 else min(policy.backoff_cap, policy.backoff_first * 2.0 ** (losses - 2))
+        wait = max(reset_at - policy.clock(), floor) + random.uniform(0.1, 1.0) / losses
+    too_long = wait > policy.max_single_wait or waited + wait > policy.max_total_wait
+    return None if losses >= policy.max_rate_limited or too_long else wait
+
+
+def _backoff(attempt: int, policy: RetryPolicy) -> float:
+    """Exponential backoff with jitter, about 1, 2, 4, 8 s, so parallel jobs do not retry in step."""
+    return min(policy.backoff_cap, policy.backoff_first * 2.0 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+
+
+def reset_time(headers: httpx.Headers, now: float, policy: RetryPolicy) -> float | None:
+    """When Kustomer's rate-limit window resets (epoch seconds), from Retry-After (seconds or an HTTP
+    date) and x-ratelimit-reset (epoch seconds or milliseconds, or seconds from now). A value that is
+    not finite, lies in the past or more than `max_reset_ahead` away is not believed: None."""
+    times = []
+    retry_after = headers.get("retry-after", "").strip()
+    if retry_after:
+        seconds = _number(retry_after)
+        if seconds is not None:
+            times.append(now + seconds)
+        else:
+            import email.utils  # only for the HTTP-date form of Retry-After
+
+            with contextlib.suppress(TypeError, ValueError, OverflowError, IndexError):
+                date = email.utils.parsedate_to_datetime(retry_after)
+                times.append((date if date.tzinfo else date.replace(tzinfo=UTC)).timestamp())
+    value = _number(headers.get("x-ratelimit-reset", ""))
+    if value is not None and value > 0:
+        if value > 1e12:  # epoch milliseconds
+            value /= 1000
+        times.append(value if value > 1e9 else now + value)  # epoch seconds, else seconds from now
+    believable = [t for t in times if math.isfinite(t) and now - 1 <= t <= now + policy.max_reset_ahead]
+    return max(believable) if believable else None
+
+
+def _number(text: str) -> float | None:
+    try:
+        value = float(text.strip())
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # so a result always is: Windmill stores it as it is
+
+
+def _clean(text: str, key: str, limit: int) -> str:
+    """Text that came from the server or the network, as it may be shown (a log line, an error, a
+    report): control and format characters removed, the key and any 16 characters of it hidden, then
+    shortened. Never used on the script's own words."""
+    text = text[: 16 * limit + 4096]  # 9 MB of status text costs no more than a page
+    if not (text.isascii() and text.isprintable()):  # the usual case ("OK", "Created") compiles no pattern
+        text = re.sub(_CONTROL, " ", re.sub(_ANSI_ESCAPE, "", text))
+    if not text.isascii():
+        import unicodedata  # only for text that needs it
+
+        text = "".join(c for c in text if c.isascii() or unicodedata.category(c)[0] not in "CZ" or c == " ")
+    return _clip(_hide_secret(text, key), limit)
+
+
+def _without_key(value: Any, key: str) -> Any:
+    """The answer with the key, and any 16 characters of it, hidden wherever a string holds them (a
+    server may echo the request back, whole or cut off); everything else exactly as Kustomer sent it."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        pairs = list(item.items()) if isinstance(item, dict) else enumerate(item) if isinstance(item, list) else []
+        for name, inner in pairs:
+            if isinstance(inner, str):
+                hidden = _hide_secret(inner, key)
+                if hidden != inner:
+                    item[name] = hidden
+            elif isinstance(inner, dict | list):
+                stack.append(inner)
+            hidden_name = _hide_secret(name, key) if isinstance(name, str) else name
+            if hidden_name != name:
+                item[hidden_name] = item.pop(name)
+    return value if not isinstance(value, str) else _hide_secret(value, key)
+
+
+def _hide_secret(text: str, key: str) -> str:
+    return _hide_key_fragments(_hide_key(text, key), key)
+
+
+def _hide_key(text: str, key: str) -> str:
+    """The key, and its URL-encoded forms, replaced by [redacted]. A key shorter than 16 characters is
+    hidden only where it stands as a word, so the sandbox key "k" does not turn "look" into "loo[redacted]"."""
+    from urllib.parse import quote, quote_plus  # loaded by httpx already
+
+    for form in dict.fromkeys((key, quote(key, safe=""), quote_plus(key, safe=""))):
+        if form not in text:
+            continue
+        if len(form) >= 16:
+            text = text.replace(form, "[redacted]")
+        else:
+            text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(form)}(?![A-Za-z0-9])", "[redacted]", text)
+    return text
+
+
+def _hide_key_fragments(text: str, key: str, size: int = 16) -> str:
+    """Any run of `size` or more characters of the key (a server may echo a cut-off key) replaced by
+    [redacted]; one pass over the text with a set of the key's windows, so it stays linear."""
+    if len(key) < size or len(text) < size:
+        return text
+    # Any `size` characters of the key hold one of its aligned blocks of size/2 whole: a quick test first
+    half = size // 2
+    if not any(key[i : i + half] in text for i in range(0, len(key) - half + 1, half)):
+        return text
+    windows = {key[i : i + size] for i in range(len(key) - size + 1)}
+    hidden = [False] * len(text)
+    for i in range(len(text) - size + 1):
+        if text[i : i + size] in windows:
+            hidden[i : i + size] = [True] * size
+    if not any(hidden):
+        return text
+    parts, i = [], 0
+    while i < len(text):
+        j = i
+        while j < len(text) and hidden[j] == hidden[i]:
+            j += 1
+        parts.append("[redacted]" if hidden[i] else text[i:j])
+        i = j
+    return "".join(parts)
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool) and abs(value) < 1e300:
+        return str(value)
+    return ""
+
+
+def _clip(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# ---- end of shared part "transport" ----
