@@ -15,8 +15,13 @@ WORKBENCH = ROOT / "workbench"
 
 def our_files() -> list[Path]:
     return sorted(
-        [*PARTS.glob("*.py"), *SCRIPTS.glob("*.py"), *FLOWS.glob("*.flow/*.py"), *TESTS.glob("*.py")]
-        + list(WORKBENCH.rglob("*.py"))
+        [
+            *PARTS.glob("*.py"),
+            *SCRIPTS.glob("*.py"),
+            *FLOWS.glob("*.flow/*.py"),
+            *TESTS.glob("*.py"),
+            *WORKBENCH.rglob("*.py"),
+        ]
     )
 
 
@@ -42,9 +47,9 @@ def private_uses(path: Path) -> list[str]:
             found += [f"{path.name}:{node.lineno} imports {a.name}" for a in node.names if private(a.name)]
             modules |= {a.asname or a.name for a in node.names}  # a submodule, or a name: both are checked
     for node in ast.walk(tree):
-        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in modules:
-            if private(node.attr):
-                found.append(f"{path.name}:{node.lineno} uses {node.value.id}.{node.attr}")
+        match node:
+            case ast.Attribute(value=ast.Name(id=owner), attr=attr) if owner in modules and private(attr):
+                found.append(f"{path.name}:{node.lineno} uses {owner}.{attr}")
     return found
 
 
