@@ -70,25 +70,11 @@ class kustomer(TypedDict):
 
 # What a flow step may use of this script (typings/f/kustomer checks the steps against it).
 __all__ = [
-    "MAX_BODY_BYTES",
-    "MAX_BULK_ITEMS",
-    "POLICY",
-    "KustomerAPIError",
-    "KustomerConnectionError",
-    "KustomerError",
-    "KustomerInputError",
-    "KustomerOutcomeUnknownError",
-    "KustomerRateLimitError",
-    "RetryPolicy",
-    "body_problems",
-    "kustomer",
-    "main",
-    "message_problems",
-    "parse_json_text",
-    "reused_connections",
-    "send_bulk",
-    "strict_json_decoder",
-]
+    "MAX_BODY_BYTES", "MAX_BULK_ITEMS", "POLICY", "KustomerAPIError", "KustomerConnectionError", "KustomerError",
+    "KustomerInputError", "KustomerOutcomeUnknownError", "KustomerRateLimitError", "RetryPolicy", "body_problems",
+    "kustomer", "main", "message_problems", "parse_json_text", "reused_connections", "send_bulk",
+    "strict_json_decoder"
+]  # fmt: skip
 
 
 def main(auth: kustomer, body: list[dict]) -> Any:  # type: ignore[type-arg]  # Windmill's form needs a bare `dict`
@@ -953,6 +939,71 @@ class _NoAnswer(Exception):  # noqa: N818  # an internal signal, never raised to
         self.reason, self.sent, self.status, self.retry = reason, sent, status, retry
 
 
+class _AttemptClock:
+    """One attempt's deadline, `seconds` from its start: when it passes, the connection is shut, which
+    ends any read or write under way at once. Its timer thread sets only `expired`, under the lock, and
+    acts only until the attempt stops it."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.fd = -1  # the connection's socket, by number: ssl keeps it while it holds the socket
+        self.expired = False
+        self._timer: threading.Timer | None = None
+        self._started = self._stopped = False
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        """Once per attempt, even if httpcore retries on a new connection."""
+        with self._lock:
+            if self._started or self._stopped:
+                return
+            self._started = True
+            self._timer = threading.Timer(self.seconds, self._expire)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopped = True
+            if self._timer:
+                self._timer.cancel()
+
+    def _expire(self) -> None:
+        """By the socket's number: a TLS handshake or exchange runs on an ssl socket that took it over (the
+        socket object httpcore connected with is detached by then, and shutting it would do nothing)."""
+        with self._lock:
+            if self._stopped:  # the attempt ended as its deadline passed
+                return
+            self.expired = True
+            if self.fd < 0:
+                return
+            with contextlib.suppress(OSError):  # closed already
+                held = socket.socket(fileno=self.fd)
+                try:
+                    held.shutdown(socket.SHUT_RDWR)
+                finally:
+                    held.detach()  # the connection's socket stays httpcore's to close
+
+
+class _Attempt:
+    """What one attempt learns from httpcore's trace hook: whether it traced at all, and whether any of
+    the request went out. Its clock starts with the first event."""
+
+    def __init__(self, clock: _AttemptClock) -> None:
+        self.clock = clock
+        self.traced = self.sent = False
+
+    def trace(self, event: str, info: dict[str, Any]) -> None:
+        self.traced = True
+        self.clock.start()  # before the connection, so a proxy's CONNECT and the TLS handshake count
+        if event.endswith(".connect_tcp.complete"):  # directly or through a proxy
+            stream = info.get("return_value")
+            sock = stream.get_extra_info("socket") if stream is not None else None
+            self.clock.fd = sock.fileno() if sock is not None else -1
+        elif event.endswith(".send_request_headers.started") and info["request"].method != b"CONNECT":
+            self.sent = True
+
+
 class _Exchange:
     """One call to Kustomer: the request, whether any of it went out, and how the server's text is shown."""
 
@@ -960,11 +1011,8 @@ class _Exchange:
         self.key, self.url, self.endpoint, self.policy = key, url, endpoint, POLICY
         self.deadline = min(deadline, self.policy.clock() + self.policy.max_job_seconds)
         self.where = f"{endpoint.method} {url}"
-        self.sent = self.expired = self.traced = self.out_of_time = False
-        self.cut_after = self.policy.response_deadline
-        self.fd = -1  # the connection's socket, by number: ssl keeps it while it holds the socket
-        self.timer: threading.Timer | None = None
-        self.lock = threading.Lock()  # the deadline acts only while its attempt lasts
+        self.out_of_time = False  # a wait or an attempt was cut short by the job's time
+        self.sent = False  # whether any of the last attempt's request went out
         self.waited = 0.0
         self.timeout = httpx.Timeout(self.policy.read_timeout, connect=self.policy.connect_timeout)
         self.waits_until = self.deadline
@@ -981,7 +1029,7 @@ class _Exchange:
                     if self.deadline - self.policy.clock() < 1:
                         self.out_of_time = True
                         raise _NoAnswer("this job's time ran out before the attempt", False, retry=False)
-                    response, raw = self.send_single_request(client, content)
+                    response, raw = self.attempt(client, content)
                     if response.status_code >= 500 and self.endpoint.method == "GET":  # reading again is safe
                         raise _NoAnswer(f"Kustomer answered {response.status_code}", True, response.status_code)
                 except _NoAnswer as lost:
@@ -1044,9 +1092,18 @@ class _Exchange:
                 "Fix or remove them, then run again."
             ) from None
 
-    def send_single_request(self, client: httpx.Client, content: bytes | None) -> tuple[httpx.Response, bytes]:
+    def attempt(self, client: httpx.Client, content: bytes | None) -> tuple[httpx.Response, bytes]:
         """Send once and read the answer within the size and time bounds, or raise _NoAnswer."""
-        self.sent = self.expired = self.traced = False
+        seconds = max(0.0, min(self.policy.response_deadline, self.deadline - self.policy.clock()))
+        attempt = _Attempt(_AttemptClock(seconds))
+        self.out_of_time = self.out_of_time or seconds < self.policy.response_deadline
+        try:
+            return self.send_once(client, content, attempt)
+        finally:
+            attempt.clock.stop()
+            self.sent = attempt.sent
+
+    def send_once(self, client: httpx.Client, content: bytes | None, attempt: _Attempt) -> tuple[httpx.Response, bytes]:
         headers = {"Authorization": f"Bearer {self.key}", "Accept": "application/json", "User-Agent": USER_AGENT}
         headers["Accept-Encoding"] = "gzip, deflate"  # what _BoundedDecoder reads, and nothing it cannot bound
         if content is not None:
@@ -1058,11 +1115,11 @@ class _Exchange:
                 content=content,
                 headers=headers,
                 timeout=self.timeout,
-                extensions={"trace": self.trace},
+                extensions={"trace": attempt.trace},
             )
             response = client.send(request, stream=True)
             try:
-                return response, self.read_body(response)
+                return response, self.read_body(response, attempt)
             finally:
                 response.close()
         except _NoAnswer:
@@ -1071,18 +1128,13 @@ class _Exchange:
             problem = _certificate_problem(exc, self.url.host)
             if problem:  # the same certificate would come back: trying again would only wait
                 raise self.untrusted_error(problem) from None
-            if not self.traced:  # a transport that does not trace (a test double): judge by what failed
-                self.sent = isinstance(exc, _AFTER_SENDING)
+            if not attempt.traced:  # a transport that does not trace (a test double): judge by what failed
+                attempt.sent = isinstance(exc, _AFTER_SENDING)
             connect_failed = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.ProxyError)
-            retry = not self.sent and not self.expired and connect_failed  # a proxy that drips would drip again
-            raise _NoAnswer(self.failure_reason(exc), self.sent, retry=retry or self.sent) from None
-        finally:
-            with self.lock:
-                if self.timer:
-                    self.timer.cancel()
-                    self.timer = None
+            retry = not attempt.sent and not attempt.clock.expired and connect_failed  # a dripping proxy drips again
+            raise _NoAnswer(self.failure_reason(exc, attempt), attempt.sent, retry=retry or attempt.sent) from None
 
-    def read_body(self, response: httpx.Response) -> bytes:
+    def read_body(self, response: httpx.Response, attempt: _Attempt) -> bytes:
         success = response.is_success
         limit = (self.endpoint.max_bytes or self.policy.max_response_bytes) if success else _ERROR_BODY_BYTES
         chunks: list[bytes] = []
@@ -1096,7 +1148,8 @@ class _Exchange:
             if not success:
                 return b"".join(chunks)  # an error status whose body broke off: the status explains it
             undecodable = isinstance(exc, ValueError | zlib.error)
-            reason = self.shown(str(exc), 200) if undecodable and not self.expired else self.failure_reason(exc)
+            expired = attempt.clock.expired
+            reason = self.shown(str(exc), 200) if undecodable and not expired else self.failure_reason(exc, attempt)
             status = response.status_code
             raise _NoAnswer(f"Kustomer answered {status}, but its answer broke off ({reason})", True, status) from None
         if decoder.full and success:
@@ -1108,47 +1161,12 @@ class _Exchange:
             )
         return b"".join(chunks)
 
-    # -- what went out, and the deadline from the moment it did --
-
-    def trace(self, event: str, info: dict[str, Any]) -> None:
-        """httpcore's trace hook: its first event starts the attempt's deadline (before the connection,
-        so a proxy's CONNECT and the TLS handshake count); it learns when the request starts to go out."""
-        self.traced = True
-        if self.timer is None:  # one deadline for the attempt, even if httpcore retries on a new connection
-            self.cut_after = max(0.0, min(self.policy.response_deadline, self.deadline - self.policy.clock()))
-            self.out_of_time = self.cut_after < self.policy.response_deadline
-            self.timer = threading.Timer(self.cut_after, self.expire)
-            self.timer.daemon = True
-            self.timer.start()
-        if event.endswith(".connect_tcp.complete"):  # directly or through a proxy
-            stream = info.get("return_value")
-            sock = stream.get_extra_info("socket") if stream is not None else None
-            self.fd = sock.fileno() if sock is not None else -1
-        elif event.endswith(".send_request_headers.started") and info["request"].method != b"CONNECT":
-            self.sent = True
-
-    def expire(self) -> None:
-        """The deadline passed: shut the connection, which ends any read or write under way at once. By
-        the socket's number: a TLS handshake or exchange runs on an ssl socket that took it over (the
-        socket object httpcore connected with is detached by then, and shutting it would do nothing)."""
-        with self.lock:
-            if self.timer is None:  # the attempt ended as its deadline passed
-                return
-            self.expired = True
-            if self.fd < 0:
-                return
-            with contextlib.suppress(OSError):  # closed already
-                held = socket.socket(fileno=self.fd)
-                try:
-                    held.shutdown(socket.SHUT_RDWR)
-                finally:
-                    held.detach()  # the connection's socket stays httpcore's to close
-
-    def failure_reason(self, exc: Exception) -> str:
-        if self.expired and self.out_of_time:
+    def failure_reason(self, exc: Exception, attempt: _Attempt) -> str:
+        clock = attempt.clock
+        if clock.expired and clock.seconds < self.policy.response_deadline:
             return "this job's time ran out during the exchange, which was cut off"
-        if self.expired:
-            return f"the exchange took longer than {self.cut_after:.0f} s and was cut off"
+        if clock.expired:
+            return f"the exchange took longer than {clock.seconds:.0f} s and was cut off"
         for kind in type(exc).__mro__:  # most specific first
             if kind in _TRANSPORT_REASONS:
                 reason = _TRANSPORT_REASONS[kind]
