@@ -1,17 +1,23 @@
-"""Shared fixtures: the two scripts as modules, a fake clock, and replay of recorded Kustomer answers."""
+"""Shared fixtures: the scripts as modules, a fake clock, replay of recorded Kustomer answers, and the
+servers tests stand up: a respx router for Kustomer, the sandbox, a forward proxy."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import bulk_create_messages
 import create_message
 import pytest
+import respx
 import wait_for_bulk_results
 from create_message import kustomer
+from forward_proxy import ForwardProxy
 from hypothesis import HealthCheck, settings
+
+from workbench.sandbox import Sandbox
 
 # Fuzzing depth: `ci` keeps the suite quick; HYPOTHESIS_PROFILE=long searches far deeper.
 settings.register_profile("ci", max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -88,3 +94,23 @@ def vcr_cassette_dir(request: pytest.FixtureRequest) -> str:
 def default_cassette_name(request: pytest.FixtureRequest) -> str:
     name: str = request.node.name
     return name.removeprefix("test_")
+
+
+@pytest.fixture
+def api() -> Iterator[respx.Router]:
+    with respx.mock(assert_all_called=False) as router:
+        yield router
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Sandbox]:
+    with Sandbox() as box:
+        yield box
+
+
+@pytest.fixture
+def proxy() -> Iterator[ForwardProxy]:
+    forward = ForwardProxy()
+    yield forward
+    forward.server.shutdown()
+    forward.server.server_close()

@@ -35,7 +35,7 @@ from conftest import FakeTime
 from hostile_server import Answer, HostileServer, gzip_bomb
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_hardening import everything_shown
+from script_calls import everything_shown
 
 KEY = "kst_fuzz_" + "A1b2C3d4E5f6" * 6
 DEADLINE = 0.6

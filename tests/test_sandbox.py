@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +16,6 @@ from workbench.sandbox.state import SIMULATED_FAILURE
 
 KEY = {"Authorization": "Bearer sandbox-test-key"}
 MESSAGE: dict[str, Any] = {"channel": "email", "app": "postmark", "direction": "in"}
-
-
-@pytest.fixture
-def sandbox() -> Iterator[Sandbox]:
-    with Sandbox() as box:
-        yield box
 
 
 def post(box: Sandbox, path: str, body: Any, headers: dict[str, str] | None = None) -> httpx.Response:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
@@ -12,6 +13,7 @@ import create_message
 import pytest
 import respx
 from conftest import API_KEY, US
+from script_calls import BOTH, attempt, body_for
 
 CONVERSATION = "57c8d2b365f7cc14004e674f"
 VALID: dict[str, Any] = {"channel": "email", "app": "postmark", "direction": "in", "conversation": CONVERSATION}
@@ -363,7 +365,6 @@ def test_free_form_nesting_up_to_the_limit_is_sent(kustomer_api: respx.Router) -
 
 def test_uniqueness_is_checked_in_linear_time() -> None:
     """40,000 attachment ids took 7 s when each was compared with every earlier one."""
-    import time
 
     ids = [f"{i:024x}" for i in range(40_000)]
     started = time.perf_counter()
@@ -459,3 +460,53 @@ def test_http_is_allowed_to_loopback_only(kustomer_api: respx.Router) -> None:
         result = create_message.main({"apiKey": API_KEY, "baseUrl": "http://127.0.0.1:8080"}, dict(VALID))
     assert result == {"data": {"id": "local"}}
     assert route.call_count == 1
+
+
+def test_a_misspelled_resource_key_gets_a_suggestion() -> None:
+    _, error = attempt(create_message, {"api_key": API_KEY})
+    assert "auth.apiKey: missing; the resource has a similar key: did you mean apiKey?" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("base_url", "expected"),
+    [
+        ("https://user:s3cr3t-pass@api.kustomerapp.com", "holds a user name or password before the host"),
+        ("https://api.kustomerapp.com/?region=eu", "must be a host and nothing else"),
+        ("https://api.kustomerapp.com#eu", "must be a host and nothing else"),
+        ("https://api.kustomerapp.com/api/v2", "must be a host and nothing else"),
+        ("https://acme.api.kustomerapp.com/v1/", "must be a host and nothing else: leave out /v1 (the scripts add it)"),
+        ("https://api.kust omerapp.com", "does not name a host (and port) that can be reached"),
+        ("https://%61pi.kustomerapp.com", "does not name a host (and port) that can be reached"),
+        ("https://api.kustomerapp.com:99999", "does not name a host (and port) that can be reached"),
+    ],
+)
+def test_a_base_url_with_userinfo_query_fragment_or_path_is_refused(base_url: str, expected: str) -> None:
+    with respx.mock(assert_all_called=False) as api:
+        _, error = attempt(create_message, {"apiKey": API_KEY, "baseUrl": base_url})
+    assert isinstance(error, create_message.KustomerInputError)
+    assert f"auth.baseUrl: {expected}" in str(error) or expected in str(error)
+    assert "s3cr3t-pass" not in str(error)
+    assert api.calls.call_count == 0
+
+
+@BOTH
+@pytest.mark.parametrize("digits", ["２０２４-０５-０１T１２:３０:００Z", "٢٠٢٤-٠٥-٠١T١٢:٣٠:٠٠Z"])
+def test_a_date_in_other_digits_than_ascii_is_refused_before_sending(script: ModuleType, digits: str) -> None:
+    body = body_for(script)
+    (body if isinstance(body, dict) else body[0])["sentAt"] = digits
+    with respx.mock(assert_all_called=False) as api:
+        _, error = attempt(script, {"apiKey": API_KEY}, body)
+    assert isinstance(error, script.KustomerInputError)
+    assert "sentAt" in str(error)
+    assert "is not an RFC 3339 date-time" in str(error)
+    assert api.calls.call_count == 0
+
+
+def test_the_size_limit_counts_bytes_not_characters() -> None:
+    body = [{"channel": "chat", "app": "a", "preview": "😀" * 10_240, "_clientRef": f"r{i}"} for i in range(97)]
+    assert sum(len(m["preview"]) for m in body) < 1_000_000 < len(json.dumps(body, ensure_ascii=False).encode())
+    with respx.mock(assert_all_called=False) as api:
+        _, error = attempt(bulk_create_messages, {"apiKey": API_KEY}, body)
+    assert isinstance(error, bulk_create_messages.KustomerInputError)
+    assert "over 1,000 KB of JSON" in str(error)
+    assert api.calls.call_count == 0

@@ -3,7 +3,7 @@
 Enough of Windmill's flow engine for this project's flows, with the rules its worker applies
 (windmill-labs/windmill: backend/windmill-worker/src/worker_flow.rs, js_eval.rs and
 windmill-common's flows.rs), each stated in
-tests/test_local_flow.py:
+tests/test_windmill_fidelity.py:
 
 - `sleep` runs *after* its step, before the next step of the same list; after the last step of a
   list Windmill adds a virtual identity step, so a loop iteration (or the flow) completes only once

@@ -5,24 +5,21 @@ where it would be long."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
+import httpx
 import pytest
+import respx
 import wait_for_bulk_results as wait
-from conftest import API_KEY, FakeTime
+from conftest import API_KEY, US, FakeTime
 from hostile_server import Answer, HostileServer
+from script_calls import BATCHES, BULK, chain, created, page, waiter
 
 from workbench.paths import SCRIPTS
 from workbench.sandbox import Sandbox
 from workbench.sandbox.state import SIMULATED_FAILURE
 from workbench.worker import run_job
-
-
-@pytest.fixture
-def sandbox() -> Iterator[Sandbox]:
-    with Sandbox() as box:
-        yield box
 
 
 def submit(box: Sandbox, count: int, refs: bool = True, **message: Any) -> dict[str, Any]:
@@ -199,3 +196,99 @@ def test_without_an_external_id_nothing_is_looked_up(sandbox: Sandbox) -> None:
     job = create_job(sandbox, {k: v for k, v in MESSAGE.items() if k != "externalId"})
     assert job.result["name"] == "KustomerOutcomeUnknownError"
     assert [r["method"] for r in sandbox.requests] == ["POST"]
+
+
+def test_with_expected_items_the_pages_are_read_again_only_once_the_status_says_complete(fake_time: FakeTime) -> None:
+    statuses = iter(["queued", "running", "complete"])
+    with respx.mock() as mock:
+        status = mock.get(f"{US}/v1/bulk/{BULK}").mock(
+            side_effect=lambda _: httpx.Response(200, json={"data": {"attributes": {"status": next(statuses)}}})
+        )
+        pages = mock.get(BATCHES).mock(
+            side_effect=[
+                httpx.Response(200, json=page([], status="queued")),
+                httpx.Response(200, json=page([created("r0"), created("r1")])),
+            ]
+        )
+        report, error = waiter(expected_items=2, submitted_at="2020-01-01T00:00:00Z")
+    assert error is None, error
+    assert report["created"] == 2
+    assert (pages.call_count, status.call_count) == (2, 3)  # not every page at every look
+
+
+@pytest.mark.parametrize(
+    ("link", "results", "said"),
+    [
+        (lambda n: f"/v1/bulk/{BULK}/batches", lambda n: [], "leads back to an earlier page"),
+        (lambda n: f"/v1/bulk/{BULK}/batches?page={n + 1}", lambda n: [], "still links to a next one"),
+        (lambda n: f"/v1/bulk/{BULK}/batches?page={n + 1}", lambda n: [created("r0")], "more than once"),
+        (lambda n: f"/v1/bulk/{BULK}/batches?page={n + 1}", lambda n: [created(f"r{n}")], "more than the 1 messages"),
+    ],
+    ids=["repeats-a-page", "never-ends", "same-items-again", "too-many-items"],
+)
+def test_pages_that_repeat_or_never_end_are_an_error_never_complete(
+    link: Callable[[int], Any], results: Callable[[int], list[dict[str, Any]]], said: str
+) -> None:
+    with respx.mock() as mock:
+        route = mock.get(url__startswith=BATCHES).mock(side_effect=chain(link, results))
+        report, error = waiter(expected_items=1, submitted_at="2020-01-01T00:00:00Z")
+    assert report is None
+    assert isinstance(error, wait.KustomerAPIError)
+    assert said in str(error)
+    assert "No outcome is taken from such pages" in str(error)
+    assert route.call_count <= wait.MAX_PAGES + 1
+
+
+@pytest.mark.parametrize(
+    ("link", "said"),
+    [
+        (f"/v1/bulk/{BULK}/batches/../../../v1/customers", "leads out of this operation's batches"),
+        (f"https://evil.example/v1/bulk/{BULK}/batches/%2e%2e/%2e%2e/x", "leads out of this operation's batches"),
+        (f"/v1/bulk/{'0' * 24}/batches?page=2", "leads out of this operation's batches"),
+        (f"/v1/bulk/{BULK}/batches?page=2#frag", "holds spaces, control or non-ASCII characters or #"),
+        (f"/v1/bulk/{BULK}/batches?page=\u00e92", "holds spaces, control or non-ASCII characters or #"),
+        (f"/v1/bulk/{BULK}/batches?page=2\r\nX-Evil: 1", "holds spaces, control or non-ASCII characters or #"),
+        ("https://[::1/v1/bulk", "leads out of this operation's batches"),
+        (5, "its next link is a number, not a link"),
+    ],
+    ids=["dot-dot", "encoded-dot-dot", "other-operation", "fragment", "non-ascii", "crlf", "invalid-url", "number"],
+)
+def test_a_next_link_leaving_the_operation_or_malformed_is_a_clear_error_and_not_followed(link: Any, said: str) -> None:
+    with respx.mock() as mock:
+        first = mock.get(BATCHES).respond(200, json=page([created("r0")], link))
+        _, error = waiter(expected_items=1, submitted_at="2020-01-01T00:00:00Z")
+    assert isinstance(error, wait.KustomerAPIError), error
+    assert said in str(error)
+    assert "\r" not in str(error)
+    assert "\n" not in str(error)
+    assert first.call_count == 1  # nothing else was asked for
+
+
+def test_a_next_link_on_another_host_is_read_from_the_chosen_host_after_normalising() -> None:
+    with respx.mock() as mock:
+        second = mock.get(f"{BATCHES}?page=2").respond(200, json=page([created("r1")]))
+        mock.get(BATCHES).respond(
+            200, json=page([created("r0")], f"https://x.example/v1//bulk/./{BULK}/batches?page=2")
+        )
+        report, error = waiter(expected_items=2, submitted_at="2020-01-01T00:00:00Z")
+    assert error is None, error
+    assert second.call_count == 1
+    assert second.calls[0].request.url.host == "api.kustomerapp.com"
+    assert [i["_clientRef"] for i in report["items"]] == ["r0", "r1"]
+
+
+@pytest.mark.parametrize(
+    ("batch", "said"),
+    [
+        ({"results": 5}, "its batch 0 gives results as a number, not a list"),
+        ({"objectIds": {"a": 1}}, "its batch 0 gives objectIds as an object, not a list"),
+        ("batch", "its batch 0 is a string, not an object"),
+    ],
+    ids=["results-number", "ids-object", "batch-string"],
+)
+def test_a_malformed_page_names_what_is_wrong(batch: Any, said: str) -> None:
+    with respx.mock() as mock:
+        mock.get(BATCHES).respond(200, json={"data": [batch]})
+        _, error = waiter(expected_items=1, submitted_at="2020-01-01T00:00:00Z")
+    assert isinstance(error, wait.KustomerAPIError), error
+    assert said in str(error)

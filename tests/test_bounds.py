@@ -1,0 +1,163 @@
+"""Bounded: an attempt from its connection's start however an answer drips, an answer however it is
+compressed, the waiter's pages, and a whole job, every wait and request counted."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import time
+import tracemalloc
+import zlib
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+import create_message
+import httpx
+import pytest
+import respx
+import wait_for_bulk_results as wait
+from conftest import API_KEY, US, FakeTime
+from hostile_server import Answer, HostileServer, gzip_bomb
+from script_calls import AUTH, BATCHES, BOTH, BULK, attempt, created, page, posts, run, waiter
+
+from workbench.sandbox import Sandbox
+
+
+@BOTH
+def test_a_gzip_bomb_is_stopped_at_the_size_limit_without_inflating(script: ModuleType) -> None:
+    bomb = gzip_bomb(layers=2, inflated=1_000_000_000)  # a few KB on the wire, 1 GB once decoded
+    assert len(bomb) < 10_000
+    answer = Answer.http(201, bomb, headers={"Content-Encoding": "gzip, gzip", "Content-Type": "application/json"})
+    with HostileServer([answer]) as server:
+        tracemalloc.start()
+        try:
+            _, error = attempt(script, {"apiKey": API_KEY, "baseUrl": server.url})
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert isinstance(error, script.KustomerOutcomeUnknownError)
+    assert "too large to read" in str(error)
+    assert peak < 5 * script.POLICY.max_response_bytes, f"peak {peak / 1e6:.0f} MB"
+
+
+def test_gzip_and_deflate_answers_are_read() -> None:
+    body = json.dumps({"data": {"id": "zipped"}}).encode()
+    for encoding, data in (("gzip", gzip.compress(body)), ("deflate", zlib.compress(body))):
+        with HostileServer([Answer.http(201, data, headers={"Content-Encoding": encoding})]) as server:
+            result, error = attempt(create_message, {"apiKey": API_KEY, "baseUrl": server.url})
+        assert error is None, error
+        assert result == {"data": {"id": "zipped"}}
+
+
+@BOTH
+@pytest.mark.parametrize("part", ["status-line-and-headers", "body"])
+def test_the_deadline_covers_the_whole_exchange_however_it_drips(
+    script: ModuleType, part: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(script, "POLICY", script.POLICY._replace(response_deadline=1.5, read_timeout=5.0))
+    full = Answer.http(201, json.dumps({"data": {"id": "slow"}}).encode()).chunks[0]
+    head_size = full.index(b"\r\n\r\n") + 4
+    if part == "body":  # the head at once, then the body a byte every 0.25 s
+        chunks = [full[:head_size]] + [full[i : i + 1] for i in range(head_size, len(full))]
+    else:  # a byte every 0.25 s from the first: each read is well within the read timeout
+        chunks = [full[i : i + 1] for i in range(len(full))]
+    message = {"channel": "sms", "app": "twilio", "direction": "in"}  # no externalId: no lookup after the POST
+    body: Any = message if script is create_message else [message]
+    with HostileServer([Answer(chunks, delay=0.25)]) as server:
+        started = time.monotonic()
+        result, error = attempt(script, {"apiKey": API_KEY, "baseUrl": server.url}, body)
+        elapsed = time.monotonic() - started
+    assert isinstance(error, script.KustomerOutcomeUnknownError), (result, error)
+    assert "took longer than 2 s" in str(error) or "took longer than 1 s" in str(error)
+    assert elapsed < 1.5 + 1.0
+    assert server.posts() == 1
+
+
+@pytest.mark.parametrize("layers", [3, 2000])
+def test_more_than_two_content_encoding_layers_are_refused_before_decoding(layers: int) -> None:
+    body = json.dumps({"data": {"id": "x"}}).encode()
+    for _ in range(min(layers, 3)):
+        body = gzip.compress(body)
+    answer = Answer.http(201, body, headers={"Content-Encoding": ", ".join(["gzip"] * layers)})
+    with HostileServer([answer]) as server:
+        started = time.monotonic()
+        _, error = attempt(create_message, {"apiKey": API_KEY, "baseUrl": server.url})
+    assert isinstance(error, create_message.KustomerOutcomeUnknownError)
+    assert f"encoded {layers} times over; at most 2 layers are read" in str(error)
+    assert time.monotonic() - started < 5
+
+
+def test_429s_and_pacing_count_against_max_wait_seconds(fake_time: FakeTime) -> None:
+    started = fake_time.now
+    with respx.mock() as mock:
+        mock.get(f"{US}/v1/bulk/{BULK}").respond(429, headers={"Retry-After": "60"})
+        _, error = waiter(max_wait_seconds=60, min_interval_seconds=20)
+    assert isinstance(error, wait.KustomerError)
+    assert fake_time.now - started <= 60 + wait.READ_TIME  # was hours: each look waited its own 429s
+    assert sum(fake_time.sleeps) <= 60 + wait.READ_TIME
+
+
+def test_a_page_over_its_byte_bound_is_not_read() -> None:
+    huge = page([created("r0")], padding="x" * wait.MAX_PAGE_BYTES)
+    with respx.mock() as mock:
+        mock.get(BATCHES).respond(200, json=huge)
+        _, error = waiter(expected_items=1, submitted_at="2020-01-01T00:00:00Z")
+    assert isinstance(error, wait.KustomerConnectionError)
+    assert f"over {wait.MAX_PAGE_BYTES:,} bytes" in str(error)
+
+
+def test_a_proxy_dripping_its_connect_answer_costs_one_bounded_attempt(monkeypatch: pytest.MonkeyPatch) -> None:
+    drip = Answer([bytes([c]) for c in b"HTTP/1.1 200 Connection established\r\n\r\n"], delay=0.2)
+    monkeypatch.setattr(create_message, "POLICY", create_message.POLICY._replace(response_deadline=1.5))
+    with HostileServer([drip]) as proxy:
+        monkeypatch.setenv("HTTPS_PROXY", proxy.url)
+        started = time.monotonic()
+        with pytest.raises(create_message.KustomerConnectionError) as caught:
+            create_message.main(AUTH, {"channel": "chat", "app": "api", "direction": "in"})  # type: ignore[arg-type]
+        took = time.monotonic() - started
+    assert took < 4, f"{took:.1f} s: the CONNECT was not under the attempt's deadline"
+    assert [r.split(b" ")[0] for r in proxy.requests] == [b"CONNECT"]  # one attempt, not five
+    assert "took longer than 2 s and was cut off" in str(caught.value)
+    assert "Nothing was sent" in str(caught.value)
+
+
+def test_a_create_and_its_lookup_end_within_max_job_seconds(fake_time: FakeTime) -> None:
+    started = fake_time.now
+    deadline = started + create_message.POLICY.max_job_seconds
+    attempts: list[float] = []
+
+    def slow(status: int) -> Callable[[httpx.Request], httpx.Response]:
+        def answer(request: httpx.Request) -> httpx.Response:
+            attempts.append(fake_time.now)
+            fake_time.now = min(deadline, fake_time.now + 50)  # 50 s each, cut off at the deadline (as its timer)
+            return httpx.Response(status, headers={"Retry-After": "1"})
+
+        return answer
+
+    body = {"channel": "chat", "app": "api", "direction": "in", "externalId": "ext-1"}
+    with respx.mock() as mock:
+        mock.post(f"{US}/v1/messages").mock(side_effect=slow(502))
+        lookup = mock.get(url__startswith=f"{US}/v1/messages/externalid=").mock(side_effect=slow(429))
+        with pytest.raises(create_message.KustomerOutcomeUnknownError) as caught:
+            create_message.main(AUTH, body)  # type: ignore[arg-type]
+    assert fake_time.now <= deadline
+    assert all(moment < deadline - 1 for moment in attempts)  # no attempt starts when the time is up
+    assert lookup.call_count >= 2  # the lookup had its share of the time, and no more
+    assert "past this job's time, 300 s at most" in str(caught.value)
+
+
+@BOTH
+def test_server_that_never_answers_fails_within_the_read_timeout_after_one_request(
+    script: ModuleType, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(script, "POLICY", script.POLICY._replace(read_timeout=1.0))
+    sandbox.configure(fault="hang")
+    started = time.monotonic()
+    outcome = run(script, sandbox.url, capsys)
+    elapsed = time.monotonic() - started
+    assert isinstance(outcome.error, script.KustomerOutcomeUnknownError)
+    assert "no answer came within the read timeout" in str(outcome.error)
+    assert "may or may not have been created" in str(outcome.error)
+    assert posts(sandbox) == 1
+    assert elapsed < 1.0 + 2.0  # the timeout, plus process and loopback slack

@@ -1,0 +1,69 @@
+"""Errors you can act on: Kustomer's own words however its error body is shaped (an HTML page, a
+megabyte of text, nothing, unexpected JSON), and a log that says which attempt and how long a wait."""
+
+from __future__ import annotations
+
+import re
+import socket
+from types import ModuleType
+
+import create_message
+import httpx
+import pytest
+import respx
+from conftest import FakeTime
+from script_calls import BOTH, fail, posts, run
+
+from workbench.sandbox import Sandbox
+
+
+def test_html_error_page_is_summarised_by_its_title(api: respx.Router) -> None:
+    page = b"<html><head><title>502 Bad Gateway</title></head><body>" + b"<p>nginx</p>" * 100_000 + b"</body></html>"
+    error = fail(create_message, api, httpx.Response(502, content=page))
+    assert "502 Bad Gateway" in str(error)
+    assert len(str(error)) < 1000
+
+
+def test_huge_plain_error_body_is_clipped(api: respx.Router) -> None:
+    error = fail(create_message, api, httpx.Response(400, content=b"x" * 2_000_000))
+    assert len(str(error)) < 1000
+    assert "400 Bad Request" in str(error)
+
+
+def test_empty_error_body_still_explains(api: respx.Router) -> None:
+    error = fail(create_message, api, httpx.Response(401))
+    assert "401 Unauthorized" in str(error)
+    assert "(no error details in the answer)" in str(error)
+    assert "org.permission.message.create" in str(error)
+
+
+def test_error_body_of_unexpected_json_shape(api: respx.Router) -> None:
+    error = fail(create_message, api, httpx.Response(400, json={"errors": "oops", "message": 5}))
+    assert "400 Bad Request" in str(error)
+
+
+@BOTH
+def test_5xx_with_a_megabyte_of_html_gives_a_short_message(
+    script: ModuleType, sandbox: Sandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sandbox.configure(fault="html_500")
+    outcome = run(script, sandbox.url, capsys)
+    assert isinstance(outcome.error, script.KustomerOutcomeUnknownError)
+    assert "500 Internal Server Error" in str(outcome.error)
+    assert len(str(outcome.error)) < 1000
+    assert posts(sandbox) == 1
+
+
+def test_connection_retries_say_in_the_log_how_long_and_which_attempt(
+    fake_time: FakeTime, capsys: pytest.CaptureFixture[str]
+) -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    listener.close()  # nothing listens there now: every connection is refused
+    outcome = run(create_message, url, capsys)
+    assert isinstance(outcome.error, create_message.KustomerConnectionError)
+    logged = [line for line in outcome.printed.splitlines() if "waiting" in line]
+    waits = [w for w in fake_time.sleeps if w >= 1]
+    assert len(logged) == len(waits) >= 2
+    pattern = r"the connection failed.*; waiting \d+ s, until .* UTC, then attempt \d of at most 5\."
+    assert all(re.search(pattern, line) for line in logged), logged
