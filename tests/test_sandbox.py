@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -63,7 +64,12 @@ def get(box: Sandbox, path: str) -> httpx.Response:
     return httpx.get(f"{box.url}{path}", headers=KEY)
 
 
-def test_a_bulk_operation_moves_from_queued_to_running_to_complete() -> None:
+def test_a_bulk_operation_moves_from_queued_to_running_to_complete(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sandbox's clock is stood in for: the status follows the time since submission, not the load."""
+    from workbench.sandbox import state
+
+    now = [1_800_000_000.0]
+    monkeypatch.setattr(state, "time", SimpleNamespace(time=lambda: now[0]))
     items = [{**MESSAGE, "_clientRef": "a"}, {"channel": "sms", "app": "twilio", "_clientRef": "b"}]
     with Sandbox(bulk_seconds=0.9) as box:
         answer = post(box, "/v1/messages/bulk", items)
@@ -72,9 +78,9 @@ def test_a_bulk_operation_moves_from_queued_to_running_to_complete() -> None:
         assert (bulk["type"], bulk["attributes"]["status"]) == ("bulk", "queued")
         assert get(box, bulk["links"]["self"]).json()["data"]["attributes"]["status"] == "queued"
         assert get(box, f"{bulk['links']['self']}/batches").json()[0]["status"] == "queued"
-        time.sleep(0.4)
+        now[0] += 0.4
         assert get(box, bulk["links"]["self"]).json()["data"]["attributes"]["status"] == "running"
-        time.sleep(0.6)
+        now[0] += 0.6
         done = get(box, bulk["links"]["self"]).json()["data"]["attributes"]
         batches = get(box, f"{bulk['links']['self']}/batches").json()
     assert done["status"] == "complete"

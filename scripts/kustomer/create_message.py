@@ -122,8 +122,8 @@ def _found_by_external_id(
             more = f"It was looked up by its externalId right after, and the answer {mismatch}, so it proves nothing."
             raise KustomerOutcomeUnknownError(f"{unknown} {more}", unknown.status)
         print(
-            f"The answer to the create was lost ({_clip(str(unknown), 160)}); the message was then found by its "
-            f"externalId {show(external_id, 80)}, so it was created: returning it.",
+            f"The answer to the create was lost ({_clean(str(unknown), auth['apiKey'].strip(), 160)}); the message "
+            f"was then found by its externalId {show(external_id, 80)}, so it was created: returning it.",
             flush=True,
         )
         return found
@@ -805,13 +805,17 @@ def auth_problems(auth: Any) -> list[str]:
     """What is wrong with the resource. No value taken from it is ever shown, except a baseUrl that is a
     plain URL: a key pasted into the wrong place must not end up in the result pane."""
     if not isinstance(auth, dict):
-        return [f"auth: must be a kustomer resource (an object with apiKey), got {_kind(auth)} (not shown)"]
+        return [
+            f"auth: must be a kustomer resource (an object with apiKey), got {describe(auth, shown=False)} (not shown)"
+        ]
     problems = []
     key = auth.get("apiKey")
     if "apiKey" not in auth and any(isinstance(k, str) and k.lower().replace("_", "") == "apikey" for k in auth):
         problems.append("auth.apiKey: missing; the resource has a similar key: did you mean apiKey?")
     elif not isinstance(key, str) or not key.strip():
-        what = "missing or empty" if key is None or isinstance(key, str) else f"{_kind(key)}, not a string"
+        what = (
+            "missing or empty" if key is None or isinstance(key, str) else f"{describe(key, shown=False)}, not a string"
+        )
         problems.append(f"auth.apiKey: {what}: set it to a Kustomer API key")
     elif not re.fullmatch(r"[\x21-\x7e]+", key.strip()):
         problems.append("auth.apiKey: contains spaces or characters not allowed in an HTTP header (not shown)")
@@ -826,7 +830,7 @@ def auth_problems(auth: Any) -> list[str]:
 def base_url_problem(base_url: Any, key: str) -> str | None:
     example = "such as https://api.prod2.kustomerapp.com"
     if not isinstance(base_url, str):
-        return f"must be a URL string {example}, got {_kind(base_url)} (not shown)"
+        return f"must be a URL string {example}, got {describe(base_url, shown=False)} (not shown)"
     key = key.strip()
     # A short key is found only as the whole field: "abc" is no key inside https://abc.api.kustomerapp.com
     if key and (key in base_url if len(key) >= 16 else base_url.strip() == key):
@@ -867,13 +871,12 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _kind(value: Any) -> str:
+def describe(value: Any, shown: bool = True) -> str:
+    """A value the user gave, by its kind and (unless `shown` is False, for what may be a secret) as
+    `show` renders it: "a string 'fax'", "nothing (null)"."""
     names = {bool: "a boolean", str: "a string", int: "a number", float: "a number", list: "a list", dict: "an object"}
-    return "nothing (null)" if value is None else names.get(type(value), f"a {type(value).__name__}")
-
-
-def describe(value: Any) -> str:
-    return _kind(value) if value is None else f"{_kind(value)} {show(value)}"
+    kind = "nothing (null)" if value is None else names.get(type(value), f"a {type(value).__name__}")
+    return f"{kind} {show(value)}" if shown and value is not None else kind
 
 
 def show(value: Any, limit: int = 60) -> str:
@@ -904,7 +907,10 @@ def show(value: Any, limit: int = 60) -> str:
                     inner.append(_Punct("..."))
                     break
                 if is_dict:
-                    inner += [entry[0] if isinstance(entry[0], str) else _Punct(_kind(entry[0])), _Punct(": ")]
+                    inner += [
+                        entry[0] if isinstance(entry[0], str) else _Punct(describe(entry[0], shown=False)),
+                        _Punct(": "),
+                    ]
                     entry = entry[1]
                 inner.append(entry)
             text = "{" if is_dict else "["
@@ -1179,7 +1185,9 @@ class _Exchange:
                 return b"".join(chunks)  # an error status whose body broke off: the status explains it
             undecodable = isinstance(exc, ValueError | zlib.error)
             expired = attempt.clock.expired
-            reason = self.shown(str(exc), 200) if undecodable and not expired else self.failure_reason(exc, attempt)
+            reason = (
+                _clean(str(exc), self.key, 200) if undecodable and not expired else self.failure_reason(exc, attempt)
+            )
             status = response.status_code
             raise _NoAnswer(f"Kustomer answered {status}, but its answer broke off ({reason})", True, status) from None
         if decoder.full and success:
@@ -1203,7 +1211,7 @@ class _Exchange:
                 break
         else:
             reason = f"the request failed ({type(exc).__name__})"
-        detail = self.shown(str(exc), 200)
+        detail = _clean(str(exc), self.key, 200)
         return f"{reason}: {detail}" if detail else reason
 
     # -- waits --
@@ -1216,7 +1224,7 @@ class _Exchange:
 
     def result(self, response: httpx.Response, raw: bytes, if_unknown: str) -> Any:
         status = response.status_code
-        reason = f"{status} {self.shown(response.reason_phrase, 60)}".strip()
+        reason = f"{status} {_clean(response.reason_phrase, self.key, 60)}".strip()
         if response.is_success:
             too_large: list[str] = []
 
@@ -1230,7 +1238,7 @@ class _Exchange:
             try:
                 answer = _without_key(json.loads(raw, parse_constant=_refuse_constant, parse_float=finite), self.key)
             except (ValueError, RecursionError):
-                shown = self.shown(raw[:1000].decode("utf-8", "replace"), 200) or "an empty body"
+                shown = _clean(raw[:1000].decode("utf-8", "replace"), self.key, 200) or "an empty body"
                 if self.endpoint.method == "GET":
                     raise KustomerAPIError(
                         f"Kustomer answered {reason} to {self.where}, but not with JSON ({shown}).", status
@@ -1242,16 +1250,16 @@ class _Exchange:
                 ) from None
             if too_large:
                 data = answer.get("data") if isinstance(answer, dict) else None
-                which = f" (id {self.shown(_scalar(data.get('id')), 40)})" if isinstance(data, dict) else ""
+                which = f" (id {_clean(data.get('id'), self.key, 40)})" if isinstance(data, dict) else ""
                 print(
                     f"Kustomer answered {reason} to {self.where}{which}, but its answer holds {len(too_large)} "
-                    f"number(s) too large for JSON ({self.shown(', '.join(too_large), 60)}): the result gives each "
-                    "as its text, the rest as Kustomer sent it.",
+                    f"number(s) too large for JSON ({_clean(', '.join(too_large), self.key, 60)}): the result gives "
+                    "each as its text, the rest as Kustomer sent it.",
                     flush=True,
                 )
             return answer
         if response.is_redirect:
-            target = self.shown(response.headers.get("location", "?"), 120)
+            target = _clean(response.headers.get("location", "?"), self.key, 120)
             if self.endpoint.method != "GET":  # the request arrived: it may have taken effect before the redirect
                 raise KustomerOutcomeUnknownError(
                     f"Kustomer answered {reason} to {self.where}, pointing to {target}. The request arrived, so it "
@@ -1308,17 +1316,17 @@ class _Exchange:
         if isinstance(errors, list) and errors:
             parts, code, pointer = [], None, None
             for error in [e for e in errors[:5] if isinstance(e, dict)]:
-                words = [self.shown(_scalar(error.get(k)), 300) for k in ("code", "title", "message", "detail")]
+                words = [_clean(error.get(k), self.key, 300) for k in ("code", "title", "message", "detail")]
                 source = error["source"] if isinstance(error.get("source"), dict) else {}
-                places = {k: self.shown(_scalar(source.get(k)), 100) for k in ("pointer", "parameter", "parameters")}
+                places = {k: _clean(source.get(k), self.key, 100) for k in ("pointer", "parameter", "parameters")}
                 words += [f"at {k} {v}" for k, v in places.items() if v]
-                code = code or self.shown(_scalar(error.get("code")), 100) or None
+                code = code or _clean(error.get("code"), self.key, 100) or None
                 pointer = pointer or places["pointer"] or places["parameter"] or None
                 if any(words):
                     parts.append(": ".join(dict.fromkeys(w for w in words if w)))
             more = f" (and {len(errors) - 5} more errors)" if len(errors) > 5 else ""
             if parts:
-                return _clip("; ".join(parts), 600) + more + ". ", code, pointer
+                return _clean("; ".join(parts), self.key, 600) + more + ". ", code, pointer
         if not text.strip():
             return "(no error details in the answer). ", None, None
         title = re.search(r"<title[^>]*>(.*?)</title>", text, re.I | re.S)
@@ -1326,7 +1334,7 @@ class _Exchange:
             text = title.group(1)
         elif text.lstrip().startswith("<"):
             text = re.sub(r"<[^>]*>", " ", text)
-        return f"{self.shown(text, 300)}. ", None, None
+        return f"{_clean(text, self.key, 300)}. ", None, None
 
     def rate_limit_error(self, raw: bytes, count: int, reset_at: float | None) -> KustomerRateLimitError:
         when = "Kustomer did not say when its rate-limit window resets"
@@ -1374,7 +1382,7 @@ class _Exchange:
         )
 
     def unexpected(self, exc: Exception, if_unknown: str) -> KustomerError:
-        text = self.shown(f"{type(exc).__name__}: {exc}", 300)
+        text = _clean(f"{type(exc).__name__}: {exc}", self.key, 300)
         if self.sent and self.endpoint.method != "GET":
             return KustomerOutcomeUnknownError(f"Unexpected error while calling Kustomer ({text}). {if_unknown}")
         return KustomerConnectionError(f"Unexpected error before Kustomer answered ({text}). Nothing was created.")
@@ -1386,9 +1394,6 @@ class _Exchange:
             raise KustomerInputError(
                 f"Nothing was sent to Kustomer: body is not JSON ({type(exc).__name__}); check its nested values."
             ) from None
-
-    def shown(self, text: str, limit: int) -> str:
-        return _clean(text, self.key, limit)
 
 
 _TRANSPORT_REASONS: dict[type[Exception], str] = {
@@ -1427,7 +1432,7 @@ class _BoundedDecoder:
         layers = [e.strip().lower() for e in encodings if e.strip().lower() not in ("", "identity")]
         unknown = [e for e in layers if e not in ("gzip", "x-gzip", "deflate")]
         if unknown:
-            raise ValueError(f"it is encoded as {_clip(', '.join(unknown), 40)}, which this script does not read")
+            raise ValueError(f"it is encoded as {', '.join(unknown)[:40]}, which this script does not read")
         if len(layers) > _MAX_ENCODING_LAYERS:  # each layer is a decoder; thousands would cost memory and time
             raise ValueError(f"it is encoded {len(layers)} times over; at most {_MAX_ENCODING_LAYERS} layers are read")
         self.layers = [zlib.decompressobj(zlib.MAX_WBITS | 32) for _ in reversed(layers)]  # gzip or zlib header
@@ -1465,7 +1470,7 @@ def trusted_context(cafile: str | None, capath: str | None) -> ssl.SSLContext:
         names = " and ".join(n for n, v in (("SSL_CERT_FILE", cafile), ("SSL_CERT_DIR", capath)) if v)
         raise KustomerConnectionError(
             f"Nothing was sent to Kustomer: this worker's {names} cannot be read as CA certificates "
-            f"({type(exc).__name__}: {_clip(str(exc), 120)}). Point it to a PEM file (or a hashed directory) "
+            f"({type(exc).__name__}: {_clean(str(exc), '', 120)}). Point it to a PEM file (or a hashed directory) "
             "holding the CA to trust, or unset it to use the system's."
         ) from None
 
@@ -1497,7 +1502,7 @@ def _certificate_problem(exc: BaseException, host: str) -> str:
         21: unknown_ca,  # the first certificate's issuer is not among the trusted
         62: f"it was issued for another host name, not {host}",
     }
-    return problems.get(seen.verify_code, f"{_clip(str(seen.verify_message), 120)} (code {seen.verify_code})")
+    return problems.get(seen.verify_code, f"{_clean(str(seen.verify_message), '', 120)} (code {seen.verify_code})")
 
 
 def _wait_saying_why(policy: RetryPolicy, wait: float, why: str, then: str) -> None:
@@ -1576,10 +1581,13 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")  # so a result always is: Windmill stores it as it is
 
 
-def _clean(text: str, key: str, limit: int) -> str:
-    """Text that came from the server or the network, as it may be shown (a log line, an error, a
-    report): control and format characters removed, the key and any 16 characters of it hidden, then
-    shortened. Never used on the script's own words."""
+def _clean(value: Any, key: str, limit: int) -> str:
+    """A value that came from the server or the network, as it may be shown (a log line, an error, a
+    report): a string, or a number as its text (anything else is nothing), with control and format
+    characters removed, the key and any 16 characters of it hidden, whitespace folded, then shortened
+    to `limit` characters. Never used on the script's own words."""
+    finite_number = isinstance(value, int | float) and not isinstance(value, bool) and abs(value) < 1e300
+    text = value if isinstance(value, str) else str(value) if finite_number else ""
     text = text[: 16 * limit + 4096]  # 9 MB of status text costs no more than a page
     if not (text.isascii() and text.isprintable()):  # the usual case ("OK", "Created") compiles no pattern
         text = re.sub(_CONTROL, " ", re.sub(_ANSI_ESCAPE, "", text))
@@ -1587,7 +1595,8 @@ def _clean(text: str, key: str, limit: int) -> str:
         import unicodedata  # only for text that needs it
 
         text = "".join(c for c in text if c.isascii() or unicodedata.category(c)[0] not in "CZ" or c == " ")
-    return _clip(_hide_secret(text, key), limit)
+    text = " ".join(_hide_secret(text, key).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _without_key(value: Any, key: str) -> Any:
@@ -1653,19 +1662,6 @@ def _hide_key_fragments(text: str, key: str, size: int = 16) -> str:
         parts.append("[redacted]" if hidden[i] else text[i:j])
         i = j
     return "".join(parts)
-
-
-def _scalar(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool) and abs(value) < 1e300:
-        return str(value)
-    return ""
-
-
-def _clip(text: str, limit: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # ---- end of shared part "transport" ----
