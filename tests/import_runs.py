@@ -10,13 +10,13 @@ import pytest
 
 from workbench.chaos import Chaos, FlowCancelled
 from workbench.local_flow import local_workspace, run_flow_job
-from workbench.paths import ROOT
+from workbench.paths import FLOWS, SCRIPTS
 from workbench.sandbox import Sandbox
 from workbench.windmill_storage import WindmillStorage
 from workbench.worker import JobResult
 from workbench.workspace import Workspace
 
-FLOW = ROOT / "flows" / "kustomer" / "import_messages.flow"
+FLOW = FLOWS / "import_messages.flow"
 TEMPTING = ["$WM_TOKEN", "$var:u/admin/kustomer_key", "$res:u/admin/kustomer", "NaN", "To Infinity and beyond"]
 SECRET = "the-secret-value-of-the-variable"
 # The steps' waits, shortened through the worker's WHITELIST_ENVS as a Windmill admin would: the
@@ -159,6 +159,11 @@ def load_step(monkeypatch: pytest.MonkeyPatch, name: str, stored: dict[str, byte
 
     monkeypatch.setattr(wmill, "Windmill", Windmill)
     monkeypatch.setattr(wmill, "delete_s3_object", lambda obj, *a: stored.pop(obj["s3"], None))
+    store_spec = importlib.util.spec_from_file_location("import_store", SCRIPTS / "import_store.py")
+    assert store_spec is not None
+    assert store_spec.loader is not None
+    package.import_store = importlib.util.module_from_spec(store_spec)  # type: ignore[attr-defined]
+    store_spec.loader.exec_module(package.import_store)
     spec = importlib.util.spec_from_file_location(name, FLOW / f"{name}.inline_script.py")
     assert spec is not None
     assert spec.loader is not None

@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).parent.parent
+from workbench.paths import ROOT
+
 FULL_EXPORT = ROOT.parent / "shared" / "reference" / "kustomer-openapi-messages.json"
 FIXTURE = Path(__file__).parent / "fixtures" / "kustomer-message-schema-structure.json"
 BODIES = ("POST /messages requestBody", "POST /messages/bulk requestBody")

@@ -12,10 +12,9 @@ import pytest
 import yaml
 from windmill_standin import WindmillStandIn
 
-from workbench.paths import FLOWS, ROOT, script_names
+from workbench.paths import FLOWS, ROOT, SCRIPTS, workspace_scripts
 
 DEPLOY = Path(sys.executable).parent / "deploy"
-SCRIPTS = ROOT / "scripts" / "kustomer"
 TOKEN = "wm-token-not-to-be-printed"
 
 
@@ -57,6 +56,7 @@ def test_deploy_creates_exactly_the_folder_its_items_and_nothing_else() -> None:
         ("POST", "/api/w/support-ws/resources/type/create", "kustomer"),
         ("POST", "/api/w/support-ws/scripts/create", "f/kustomer/bulk_create_messages"),
         ("POST", "/api/w/support-ws/scripts/create", "f/kustomer/create_message"),
+        ("POST", "/api/w/support-ws/scripts/create", "f/kustomer/import_store"),
         ("POST", "/api/w/support-ws/scripts/create", "f/kustomer/wait_for_bulk_results"),
         ("POST", "/api/w/support-ws/flows/create", "f/kustomer/import_messages"),
     ]
@@ -67,7 +67,7 @@ def test_deploy_creates_exactly_the_folder_its_items_and_nothing_else() -> None:
 def test_scripts_arrive_with_code_summary_description_schema_and_lock() -> None:
     with WindmillStandIn() as standin:
         assert deploy(standin).returncode == 0
-    for name in script_names():
+    for name in workspace_scripts():  # the module the flow imports arrives like the scripts
         sent = body_of(standin, "/scripts/create", f"f/kustomer/{name}")
         meta = yaml.safe_load((SCRIPTS / f"{name}.script.yaml").read_text())
         assert sent["content"] == (SCRIPTS / f"{name}.py").read_text()
@@ -80,7 +80,7 @@ def test_scripts_arrive_with_code_summary_description_schema_and_lock() -> None:
     prepare, send, _ = flow["value"]["modules"]
     assert prepare["value"]["content"] == (FLOWS / "import_messages.flow" / "prepare.inline_script.py").read_text()
     sender = send["value"]["modules"][0]["value"]["content"]
-    for script in ("bulk_create_messages", "wait_for_bulk_results", "create_message"):
+    for script in ("bulk_create_messages", "wait_for_bulk_results", "create_message", "import_store"):
         assert f"from f.kustomer import {script} as " in sender
 
 
@@ -97,12 +97,14 @@ def test_another_folder_moves_every_path_and_reference() -> None:
     assert paths == [
         "f/cx/bulk_create_messages",
         "f/cx/create_message",
+        "f/cx/import_store",
         "f/cx/wait_for_bulk_results",
         "f/cx/import_messages",
     ]
     flow = body_of(standin, "/flows/create", "f/cx/import_messages")
     sender = flow["value"]["modules"][1]["value"]["modules"][0]["value"]["content"]
     assert "from f.cx import bulk_create_messages" in sender
+    assert "from f.cx import import_store" in sender
     assert "from f.cx import wait_for_bulk_results" in sender
     assert "f/kustomer/" not in str(flow)
     assert "f.kustomer" not in str(flow)

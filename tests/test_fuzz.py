@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from datetime import UTC
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -23,9 +22,9 @@ from conftest import API_KEY, US
 from hypothesis import given
 from hypothesis import strategies as st
 
+from workbench.paths import SCRIPTS
 from workbench.sandbox import body_errors
 
-SCRIPTS = Path(__file__).parent.parent / "scripts" / "kustomer"
 FIELDS = [*create_message.MESSAGE_FIELDS, "_clientRef"]
 
 # ---- arbitrary JSON, and JSON shaped like messages ----

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 import create_message
@@ -11,7 +10,7 @@ import pytest
 import yaml
 from conftest import API_KEY
 
-ROOT = Path(__file__).parent.parent
+from workbench.paths import ROOT
 
 
 def load(name: str) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from workbench import shared_parts
-from workbench.paths import PARTS, SCRIPTS, script_names
+from workbench.paths import PARTS, SCRIPTS, module_names, script_names
 
 
 def held(path: Path) -> set[str]:
@@ -42,7 +42,7 @@ def test_check_finds_an_edited_copy_and_the_tool_puts_the_source_back(
 
 def test_each_part_is_a_module_of_parts_holding_that_part_only() -> None:
     modules = sorted(PARTS.glob("*.py"))
-    assert {m.stem for m in modules} == {"__init__", "collector", "resource", "messages", "transport", "import_store"}
+    assert {m.stem for m in modules} == {"__init__", "collector", "resource", "messages", "transport"}
     for module in modules:
         assert held(module) == ({module.stem} if module.stem != "__init__" else set()), module.name
 
@@ -53,8 +53,8 @@ def test_every_script_holds_the_parts_it_needs_and_every_part_what_it_imports() 
         assert {"collector", "resource", "transport"} <= holders[f"{name}.py"], name
     assert "messages" in holders["create_message.py"]
     assert "messages" in holders["bulk_create_messages.py"]
-    for step in ("prepare", "send_group", "report"):
-        assert holders[f"{step}.inline_script.py"] == {"import_store"}
+    for step in ("prepare", "send_group", "report"):  # they import f.kustomer.import_store instead
+        assert holders[f"{step}.inline_script.py"] == set()
     # A part uses names of another part only by importing them in its module (so ruff and mypy check
     # them); every file that holds the first part must then hold the second, where those names live.
     needs = {
@@ -69,10 +69,19 @@ def test_every_script_holds_the_parts_it_needs_and_every_part_what_it_imports() 
 
 
 def test_scripts_import_only_the_standard_library_and_httpx() -> None:
-    for path in SCRIPTS.glob("*.py"):
-        modules = re.findall(r"^(?:import|from) ([\w.]+)", path.read_text(), re.M)
+    for name in script_names():
+        modules = re.findall(r"^(?:import|from) ([\w.]+)", (SCRIPTS / f"{name}.py").read_text(), re.M)
         outside = {m.split(".")[0] for m in modules} - set(sys.stdlib_module_names)
-        assert outside == {"httpx"}, f"{path.name} imports {outside}"
+        assert outside == {"httpx"}, f"{name} imports {outside}"
+
+
+def test_the_flows_module_imports_the_standard_library_httpx_and_wmill_only() -> None:
+    """import_store is the flow steps' own helper: it reads the workspace storage with wmill, which the
+    steps' requirements (their `# /// script` block) carry, and no script imports it."""
+    assert module_names() == ["import_store"]
+    modules = re.findall(r"^(?:import|from) ([\w.]+)", (SCRIPTS / "import_store.py").read_text(), re.M)
+    assert {m.split(".")[0] for m in modules} - set(sys.stdlib_module_names) == {"httpx", "wmill"}
+    assert not any("import_store" in (SCRIPTS / f"{name}.py").read_text() for name in script_names())
 
 
 def test_every_script_asks_windmill_to_leave_its_result_unprocessed() -> None:

@@ -17,10 +17,8 @@ import pytest
 import wait_for_bulk_results
 import yaml
 
-from workbench.paths import script_names
+from workbench.paths import ROOT, SCRIPTS, script_names, workspace_scripts
 
-ROOT = Path(__file__).parent.parent
-SCRIPTS = ROOT / "scripts" / "kustomer"
 TOOLS = ROOT / "tests" / "windmill" / "windmill_tools.mjs"
 BOTH = pytest.mark.parametrize("script", [create_message, bulk_create_messages], ids=["create", "bulk"])
 EVERY = pytest.mark.parametrize("script", [create_message, bulk_create_messages, wait_for_bulk_results], ids=str)
@@ -33,8 +31,8 @@ def windmill_tool(*args: str) -> Any:
 
 @pytest.fixture(scope="module")
 def parsed() -> dict[str, Any]:
-    """Windmill's parser (windmill-parser-wasm-py) and the CLI's schema mapping over both scripts."""
-    files = [str(SCRIPTS / f"{name}.py") for name in script_names()]
+    """Windmill's parser (windmill-parser-wasm-py) and the CLI's schema mapping over every workspace script."""
+    files = [str(SCRIPTS / f"{name}.py") for name in workspace_scripts()]
     result: dict[str, Any] = windmill_tool("signature", *files)
     return {Path(path).stem: value for path, value in result.items()}
 
@@ -50,6 +48,16 @@ def body_form(script: ModuleType) -> dict[str, Any]:
 
 
 # ---- the top level is what Windmill's parser derives from main ----
+
+
+def test_windmills_parser_takes_the_flows_module_for_a_library_and_the_scripts_for_runnables(
+    parsed: dict[str, Any],
+) -> None:
+    assert parsed["import_store"]["auto_kind"] == "lib"  # deployed, imported, never run on its own
+    assert parsed["import_store"]["args"] == []
+    assert yaml.safe_load((SCRIPTS / "import_store.script.yaml").read_text())["schema"]["properties"] == {}
+    for name in script_names():
+        assert parsed[name]["auto_kind"] is None, name
 
 
 @EVERY

@@ -25,7 +25,7 @@ import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from workbench.paths import FLOWS, ROOT, SCRIPTS, script_names
+from workbench.paths import FLOWS, ROOT, SCRIPTS, workspace_scripts
 
 WMILL = ROOT / "node_modules" / ".bin" / "wmill"
 TOKEN_VARIABLE = "WM_TOKEN"  # noqa: S105  # the name of the variable the wmill CLI reads its token from
@@ -46,7 +46,7 @@ def stage(folder: str, into: Path) -> list[list[str]]:
     def relocate(text: str) -> str:  # paths, and the flow steps' imports of the scripts (from f.kustomer import ...)
         return text.replace("f/kustomer/", f"f/{folder}/").replace("from f.kustomer import", f"from f.{folder} import")
 
-    for name in script_names():
+    for name in workspace_scripts():  # the scripts, and the modules the flows import
         shutil.copyfile(SCRIPTS / f"{name}.py", target / f"{name}.py")
         shutil.copyfile(SCRIPTS / f"{name}.script.lock", target / f"{name}.script.lock")
         (target / f"{name}.script.yaml").write_text(relocate((SCRIPTS / f"{name}.script.yaml").read_text()))
@@ -58,7 +58,7 @@ def stage(folder: str, into: Path) -> list[list[str]]:
         flows.append(flow.name.removesuffix(".flow"))
 
     commands = [["resource-type", "push", "kustomer.resource-type.yaml", "kustomer"]]
-    commands += [["script", "push", f"f/{folder}/{name}.py"] for name in script_names()]
+    commands += [["script", "push", f"f/{folder}/{name}.py"] for name in workspace_scripts()]
     commands += [["flow", "push", f"f/{folder}/{flow}.flow", f"f/{folder}/{flow}"] for flow in flows]
     return commands
 

@@ -43,7 +43,7 @@ from typing import Any, NamedTuple
 import quickjs
 import yaml
 
-from workbench.paths import SCRIPTS, script_names
+from workbench.paths import SCRIPTS, workspace_scripts
 from workbench.windmill_storage import WindmillStorage
 from workbench.worker import JobResult, run_job
 from workbench.workspace import CLOUD_JOB_RESULT_BYTES, Workspace
@@ -78,7 +78,7 @@ class _Flow(NamedTuple):
 def local_workspace(cloud: bool = True, **store: Any) -> Iterator[tuple[Workspace, WindmillStorage]]:
     """A workspace with its object storage and script loader served on loopback."""
     workspace = Workspace(cloud=cloud, **store)
-    scripts = {f"f/kustomer/{name}": SCRIPTS / f"{name}.py" for name in script_names()}
+    scripts = {f"f/kustomer/{name}": SCRIPTS / f"{name}.py" for name in workspace_scripts()}
     with WindmillStorage(workspace, scripts) as storage:
         yield workspace, storage
 

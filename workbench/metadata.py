@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from workbench.paths import ROOT, SCRIPTS, script_names
+from workbench.paths import ROOT, SCRIPTS, script_names, workspace_scripts
 
 PYTHON = "3.11"
 OBJECT_ID_PATTERN = "^[0-9a-fA-F]{24}$"
@@ -204,6 +204,30 @@ def script_metadata(name: str) -> dict[str, Any]:
     }
 
 
+def module_metadata(name: str) -> dict[str, Any]:
+    """A workspace script without `main` (a module the flows import): its prose and no form. Windmill's
+    parser calls it a `lib`; the server marks it so, and the wmill CLI sends no kind of its own."""
+    summary, description = summary_and_description(load_script(name))
+    return {
+        "summary": summary,
+        "description": description,
+        "lock": f"!inline f/kustomer/{name}.script.lock",
+        "kind": "script",
+        "schema": {"$schema": "https://json-schema.org/draft/2020-12/schema", "type": "object", "properties": {}},
+    }
+
+
+def module_lock_text(scripts_lock: str) -> str:
+    """A module's lock: the scripts' runtime requirements and `wmill`, which it imports (its only
+    dependency is httpx), pinned as uv.lock pins it."""
+    import tomllib
+
+    packages = tomllib.loads((ROOT / "uv.lock").read_text())["package"]
+    version = next(p["version"] for p in packages if p["name"] == "wmill")
+    header, *pins = scripts_lock.splitlines()
+    return "\n".join([header, *sorted([*pins, f"wmill=={version}"], key=str.lower)]) + "\n"
+
+
 def lock_text() -> str:
     """`# py: 3.11` and the runtime requirements, pinned exactly as uv.lock pins them."""
     exported = subprocess.run(
@@ -254,11 +278,13 @@ _Dumper.add_representer(str, _text)
 def rendered() -> dict[Path, str]:
     files = {}
     lock = lock_text()
-    for name in script_names():
-        header = "# Written by `uv run python -m workbench.metadata` from the script: edit the script, then rerun.\n"
-        body = yaml.dump(script_metadata(name), Dumper=_Dumper, sort_keys=False, width=110, allow_unicode=True)
+    header = "# Written by `uv run python -m workbench.metadata` from the script: edit the script, then rerun.\n"
+    for name in workspace_scripts():
+        is_script = name in script_names()
+        meta = script_metadata(name) if is_script else module_metadata(name)
+        body = yaml.dump(meta, Dumper=_Dumper, sort_keys=False, width=110, allow_unicode=True)
         files[SCRIPTS / f"{name}.script.yaml"] = header + body
-        files[SCRIPTS / f"{name}.script.lock"] = lock
+        files[SCRIPTS / f"{name}.script.lock"] = lock if is_script else module_lock_text(lock)
     return files
 
 

@@ -11,6 +11,17 @@ PARTS = ROOT / "parts"  # the sources of the shared parts (workbench/shared_part
 EXAMPLES = ROOT / "examples"
 
 
-def script_names() -> list[str]:
-    """The scripts of the product, from the folder itself: adding a script touches no list."""
+def workspace_scripts() -> list[str]:
+    """Every Python file of scripts/kustomer, each deployed as the workspace script f/kustomer/<name>."""
     return sorted(p.stem for p in SCRIPTS.glob("*.py"))
+
+
+def script_names() -> list[str]:
+    """The scripts of the product, the ones with a `main`, from the folder itself: adding a script
+    touches no list."""
+    return [name for name in workspace_scripts() if "\ndef main(" in (SCRIPTS / f"{name}.py").read_text()]
+
+
+def module_names() -> list[str]:
+    """The workspace scripts without `main`: modules the flows import (Windmill's parser calls them `lib`)."""
+    return [name for name in workspace_scripts() if name not in script_names()]

@@ -1,5 +1,5 @@
 // Windmill's own parsers and validator, run on this repository's files for the Python tests.
-//   node windmill_tools.mjs signature FILE...        -> {FILE: {args, schema}} as the wmill CLI derives it
+//   node windmill_tools.mjs signature FILE...        -> {FILE: {args, schema, auto_kind}} as the wmill CLI derives it
 //   node windmill_tools.mjs imports WORKSPACE_PATH FILE -> the workspace scripts FILE imports
 //   node windmill_tools.mjs validate-flow FILE        -> {errors: [...]} from windmill-yaml-validator
 import { readFileSync } from "node:fs";
@@ -25,7 +25,8 @@ if (command === "signature") {
       argSigToJsonSchemaType(arg.typ, properties[arg.name]);
     }
     const required = sig.args.filter((a) => !a.has_default).map((a) => a.name);
-    out[file] = { args: sig.args, schema: { properties, required, order: sig.args.map((a) => a.name) } };
+    const schema = { properties, required, order: sig.args.map((a) => a.name) };
+    out[file] = { args: sig.args, schema, auto_kind: sig.auto_kind ?? null };
   }
 } else if (command === "imports") {
   pyImports.initSync({ module: wasm("windmill-parser-wasm-py-imports") });

@@ -46,6 +46,7 @@ from typing import Any
 import httpx
 import wmill
 from f.kustomer import bulk_create_messages as kustomer
+from f.kustomer import import_store as store
 
 MAX_INLINE_BYTES = 2_000_000  # Windmill copies the flow input into every loop iteration; Cloud's result limit
 MAX_BATCH_ITEMS = kustomer.MAX_BULK_ITEMS  # Kustomer's bulk limit, as the script has it
@@ -99,7 +100,7 @@ def main(
         if dry_run:
             return _dry_run(source, folder, max_requests_per_minute)
         _claim(import_id, run)
-        manifest = load_json(f"{import_folder(import_id)}/manifest.json")
+        manifest = store.load_json(f"{store.import_folder(import_id)}/manifest.json")
         if manifest is None:
             manifest = _cut(
                 source, folder, import_id, skip_invalid, inline=messages_file is None or not messages_file.get("s3")
@@ -221,7 +222,7 @@ def _spooled(text: str, file: dict[str, Any] | None, folder: str) -> tuple[Calla
             raise
         return digest.digest()
 
-    digest = _tried(copy, f"read messages_file {str(file.get('s3'))[:200]!r}")
+    digest = store.tried(copy, f"read messages_file {str(file.get('s3'))[:200]!r}")
     if isinstance(digest, int):
         raise ImportInputError(
             f"messages_file: the workspace storage has no file {str(file.get('s3'))[:200]!r} (it answered {digest}). "
@@ -240,13 +241,13 @@ def _spooled(text: str, file: dict[str, Any] | None, folder: str) -> tuple[Calla
 
 def _claim(import_id: str, run: str) -> None:
     """Take the import's lease for this flow run, or refuse while another run still holds it."""
-    key = f"{import_folder(import_id)}/lease.json"
-    lease = load_json(key)
+    key = f"{store.import_folder(import_id)}/lease.json"
+    lease = store.load_json(key)
     if lease and lease.get("run") != run and _still_running(str(lease.get("run"))):
         raise _busy(import_id, lease)
-    save_json(key, {"run": run, "at": time.time()})
+    store.save_json(key, {"run": run, "at": time.time()})
     time.sleep(CLAIM_SETTLE)
-    lease = load_json(key)
+    lease = store.load_json(key)
     if not lease or lease.get("run") != run:
         raise _busy(import_id, lease or {})
 
@@ -263,7 +264,7 @@ def _busy(import_id: str, lease: dict[str, Any]) -> ImportBusyError:
 def _still_running(job: str) -> bool:
     """Whether the flow run `job` is queued or running in this workspace; a job Windmill no longer
     knows (404) is not. Read with the wmill client's own job route (client.py, get_job)."""
-    client = windmill()
+    client = store.windmill()
 
     def once() -> bool:
         answer = client.get(f"/w/{client.workspace}/jobs_u/get/{job}", raise_for_status=False)
@@ -273,7 +274,7 @@ def _still_running(job: str) -> bool:
         found = answer.json()
         return str(found.get("type", "")).lower() != "completedjob"
 
-    return bool(_tried(once, f"tell whether the flow run {job[:40]} still runs"))
+    return bool(store.tried(once, f"tell whether the flow run {job[:40]} still runs"))
 
 
 def _dry_run(source: Callable[[], Iterator[Any]], folder: str, per_minute: int) -> dict[str, Any]:
@@ -345,8 +346,8 @@ def _cut(
     counts, batches, shown = _checked_batches(source, folder)
     invalid_file = None
     if counts["invalid"]:
-        key = f"{import_folder(import_id)}/invalid.jsonl"
-        _tried(lambda: _upload(key, os.path.join(folder, "invalid")), f"write {key}")
+        key = f"{store.import_folder(import_id)}/invalid.jsonl"
+        store.tried(lambda: _upload(key, os.path.join(folder, "invalid")), f"write {key}")
         invalid_file = {"s3": key}
     if counts["invalid"] and not skip_invalid:
         more = (
@@ -363,14 +364,14 @@ def _cut(
     with open(os.path.join(folder, "batches"), "rb") as lines, ThreadPoolExecutor(UPLOADS) as uploads:
         pending: list[Any] = []
         for number, line in enumerate(lines):
-            pending.append(uploads.submit(save, batch_key(import_id, number), line.rstrip(b"\n")))
-            pending.append(uploads.submit(save_json, state_key(import_id, number), {"state": "new"}))
+            pending.append(uploads.submit(store.save, store.batch_key(import_id, number), line.rstrip(b"\n")))
+            pending.append(uploads.submit(store.save_json, store.state_key(import_id, number), {"state": "new"}))
             while len(pending) > 4 * UPLOADS:  # bounded memory: a few batches in flight
                 pending.pop(0).result()
         for upload in pending:
             upload.result()
     manifest = {"batches": batches, "counts": counts, "invalid_file": invalid_file, "inline": inline}
-    save_json(f"{import_folder(import_id)}/manifest.json", manifest)
+    store.save_json(f"{store.import_folder(import_id)}/manifest.json", manifest)
     return manifest
 
 
@@ -529,124 +530,3 @@ def _array_items(chunks: Iterator[bytes], name: str) -> Iterator[tuple[int, Any,
         at += 1
         if separator != ",":
             raise refuse(f"the JSON array has no ',' or ']' after messages[{position - 1}]")
-
-
-# ---- shared part "import_store": the same in every step of import_messages ----
-# Windmill runs each step as one file, so what the steps share is copied, not imported. Edit it in
-# parts/import_store.py, then run `uv run python -m workbench.shared_parts`; a test fails on drift.
-#
-# An import is a folder of the workspace storage, named after its input and its org (prepare):
-#   manifest.json       what prepare made of the input; once every outcome is known, the final report
-#   lease.json          the flow run that works on the import now
-#   batch-<n>.json      the messages of batch n (a copy of the input, deleted once its outcome is known)
-#   state-<n>.json      what was done with batch n, written *before* each step that changes Kustomer:
-#                       new, sending (the request may have gone out), accepted (a bulk operation id),
-#                       done (every message's outcome); kept until the import is finished
-#   report.jsonl, retry.jsonl, unknown.jsonl, invalid.jsonl   the report files
-
-# Seconds after a request that may have gone out before "not found by its externalId" counts as "not
-# created": Kustomer's guide has a bulk operation done in seconds, and one still queued this long after
-# its request could be created twice. A worker may set it (WHITELIST_ENVS); the workbench's tests do.
-SETTLED = float(os.environ.get("KUSTOMER_IMPORT_SETTLED_SECONDS") or 900.0)
-STORE_TRIES = 5  # tries of one storage read or write, 0.5 s then doubling between them: 7.5 s in all
-
-
-class ImportStorageError(Exception):
-    """The workspace storage kept failing; the import can be run again once it answers."""
-
-
-def import_folder(import_id: str) -> str:
-    return f"kustomer_import/{import_id}"
-
-
-def batch_key(import_id: str, batch: int) -> str:
-    return f"{import_folder(import_id)}/batch-{batch}.json"
-
-
-def state_key(import_id: str, batch: int) -> str:
-    return f"{import_folder(import_id)}/state-{batch}.json"
-
-
-def load(key: str) -> bytes | None:
-    """An object of the workspace storage, or None when there is none (the storage answers 404). Any
-    other failure is tried again: a read changes nothing."""
-
-    def once() -> bytes | None:
-        try:
-            with wmill.load_s3_file_reader({"s3": key}) as reader:
-                data: bytes = reader.read()
-                return data
-        except httpx.HTTPStatusError as error:
-            if error.response.status_code == 404:
-                return None
-            raise
-
-    found: bytes | None = _tried(once, f"read {key}")
-    return found
-
-
-def load_json(key: str) -> Any:
-    data = load(key)
-    return None if data is None else json.loads(data)
-
-
-def save(key: str, data: bytes) -> None:
-    """Write an object whole; tried again on failure, which is safe: the same bytes under the same key.
-    It is `wmill.write_s3_file`'s request (its route, query and body), sent over the wmill client's own
-    kept-open connection: `write_s3_file` makes a new httpx client, with a new TLS context, each time."""
-
-    def once() -> None:
-        store = windmill()
-        answer = store.post(
-            f"/w/{store.workspace}/job_helpers/upload_s3_file",
-            params={"file_key": key},
-            content=data,
-            headers={"Content-Type": "application/octet-stream"},
-        )
-        if answer.json().get("file_key") != key:
-            raise ImportStorageError(f"the storage did not confirm {key}")
-
-    _tried(once, f"write {key}")
-
-
-_WINDMILL: list[Any] = []  # one wmill client for the job, from any thread
-
-
-def windmill() -> Any:
-    """The job's wmill client (what wmill's own functions use, made once)."""
-    if not _WINDMILL:
-        _WINDMILL.append(wmill.Windmill())  # type: ignore[no-untyped-call]
-    return _WINDMILL[0]
-
-
-def save_json(key: str, value: Any) -> None:
-    save(key, json.dumps(value, separators=(",", ":")).encode())
-
-
-def delete(key: str) -> None:
-    _tried(lambda: wmill.delete_s3_object({"s3": key}), f"delete {key}")
-
-
-def _tried(call: Callable[[], Any], what: str) -> Any:
-    for attempt in range(STORE_TRIES):
-        try:
-            return call()
-        except Exception as error:
-            if attempt == STORE_TRIES - 1:
-                raise ImportStorageError(
-                    f"The workspace storage failed {STORE_TRIES} times to {what} ({type(error).__name__}). What was "
-                    "done so far is kept: run the import again once the storage answers, and it goes on from there."
-                ) from None
-            time.sleep(0.5 * 2**attempt)
-    raise AssertionError("unreachable")
-
-
-def tagged(positions: list[int], messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """A batch's messages as sent: each with its `_clientRef`, `position-<i>` when it was given none."""
-    return [
-        m if "_clientRef" in m else {**m, "_clientRef": f"position-{p}"}
-        for p, m in zip(positions, messages, strict=True)
-    ]
-
-
-# ---- end of shared part "import_store" ----

@@ -26,15 +26,14 @@ the step fails (the flow shows red) and the report travels in the error's `extra
 
 import heapq
 import json
-import os
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import httpx
 import wmill
+from f.kustomer import import_store as store
 
 OUTCOMES = ("created", "failed", "unknown", "not_sent", "pending")
 FIRST = 100  # positions not created, in the result; report_file has them all
@@ -63,10 +62,10 @@ def main(prepared: dict) -> dict[str, Any]:  # type: ignore[type-arg]  # the res
         return {"dry_run": prepared["dry_run"], "counts": prepared["counts"], "invalid_file": prepared["invalid_file"]}
     started = time.monotonic()
     import_id = prepared["import_id"]
-    folder = import_folder(import_id)
-    manifest = load_json(f"{folder}/manifest.json")
+    folder = store.import_folder(import_id)
+    manifest = store.load_json(f"{folder}/manifest.json")
     if manifest is None:
-        raise ImportStorageError(f"The import's manifest ({folder}/manifest.json) is gone; run the import again.")
+        raise store.ImportStorageError(f"The import's manifest ({folder}/manifest.json) is gone; run the import again.")
     report: dict[str, Any]
     if manifest.get("finished"):
         report = manifest["finished"]
@@ -80,7 +79,7 @@ def main(prepared: dict) -> dict[str, Any]:  # type: ignore[type-arg]  # the res
 
 
 def _report(import_id: str, manifest: dict[str, Any]) -> dict[str, Any]:
-    folder = import_folder(import_id)
+    folder = store.import_folder(import_id)
     counts = dict.fromkeys(OUTCOMES, 0)
     not_created: list[dict[str, Any]] = []
     runs = Runs()
@@ -139,7 +138,7 @@ def _report(import_id: str, manifest: dict[str, Any]) -> dict[str, Any]:
     report["summary"] = _explain(report, runs)
     finished = len(done) == manifest["batches"]  # no later run can learn more
     if finished:
-        save_json(f"{folder}/manifest.json", {**manifest, "finished": report})
+        store.save_json(f"{folder}/manifest.json", {**manifest, "finished": report})
         print(f"Import {import_id} is finished: its copies of the input and its states are deleted.")
     _tidy(import_id, [b for b, kept in done if finished or not kept], finished)
     return report
@@ -147,9 +146,9 @@ def _report(import_id: str, manifest: dict[str, Any]) -> dict[str, Any]:
 
 def _tidy(import_id: str, batches: list[int], finished: bool) -> None:
     """Delete the copies of batches whose outcome is known (and, once finished, the states)."""
-    keys = [batch_key(import_id, b) for b in batches]
+    keys = [store.batch_key(import_id, b) for b in batches]
     if finished:
-        keys += [state_key(import_id, b) for b in batches]
+        keys += [store.state_key(import_id, b) for b in batches]
     with ThreadPoolExecutor(READERS) as pool:
         for failed in pool.map(_deleted, keys):
             if failed:
@@ -158,8 +157,8 @@ def _tidy(import_id: str, batches: list[int], finished: bool) -> None:
 
 def _deleted(key: str) -> str:
     try:
-        delete(key)
-    except ImportStorageError:
+        store.delete(key)
+    except store.ImportStorageError:
         return key
     return ""
 
@@ -172,17 +171,19 @@ def _outcomes(import_id: str, manifest: dict[str, Any]) -> Iterator[Batch]:
     the batch's copy only when it has any); then the invalid messages prepare left out, as not sent."""
 
     def read(batch: int) -> tuple[int, str | None, list[dict[str, Any]], dict[int, Any]]:
-        state = load_json(state_key(import_id, batch))
+        state = store.load_json(store.state_key(import_id, batch))
         if state is None:
-            raise ImportStorageError(f"The state of batch {batch + 1} is gone from the workspace storage.")
+            raise store.ImportStorageError(f"The state of batch {batch + 1} is gone from the workspace storage.")
         entries = _entries(batch, state)
         messages: dict[int, Any] = {}
         if state["state"] == "new" or any(e["outcome"] in ("failed", "not_sent") for e in entries):
-            data = load(batch_key(import_id, batch))
+            data = store.load(store.batch_key(import_id, batch))
             if data is None:
-                raise ImportStorageError(f"The copy of batch {batch + 1} is gone from the workspace storage.")
+                raise store.ImportStorageError(f"The copy of batch {batch + 1} is gone from the workspace storage.")
             content = json.loads(data)
-            messages = dict(zip(content["positions"], tagged(content["positions"], content["messages"]), strict=True))
+            messages = dict(
+                zip(content["positions"], store.tagged(content["positions"], content["messages"]), strict=True)
+            )
             if state["state"] == "new":
                 entries = [
                     {
@@ -209,7 +210,7 @@ def _invalid(manifest: dict[str, Any]) -> Iterator[Batch]:
     """The invalid messages prepare left out (skip_invalid), in order, as not sent: each with at most
     SHOWN_PROBLEMS of its problems (invalid_file has them all), and what to do."""
     invalid_file = manifest.get("invalid_file")
-    data = (load(invalid_file["s3"]) or b"") if invalid_file else b""
+    data = (store.load(invalid_file["s3"]) or b"") if invalid_file else b""
     for line in data.splitlines():
         if not line.strip():
             continue
@@ -274,7 +275,7 @@ def _entries(batch: int, state: dict[str, Any]) -> list[dict[str, Any]]:
         ]
     found = state.get("found", {})  # sending: the request may have gone out
     why = f"outcome unknown: {state.get('why') or 'the run that sent it stopped before its answer was noted'}"
-    settled = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(state.get("at", 0) + SETTLED + 60))
+    settled = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(state.get("at", 0) + store.SETTLED + 60))
     entries = []
     for p, ref, ext, _ in refs:
         entry = _head(p, ref or f"position-{p}", ext)
@@ -362,126 +363,5 @@ def _upload(key: str, file: Any) -> dict[str, str]:
         with open(file.name, "rb") as reader:
             wmill.write_s3_file({"s3": key}, reader)
 
-    _tried(once, f"write {key}")
+    store.tried(once, f"write {key}")
     return {"s3": key}
-
-
-# ---- shared part "import_store": the same in every step of import_messages ----
-# Windmill runs each step as one file, so what the steps share is copied, not imported. Edit it in
-# parts/import_store.py, then run `uv run python -m workbench.shared_parts`; a test fails on drift.
-#
-# An import is a folder of the workspace storage, named after its input and its org (prepare):
-#   manifest.json       what prepare made of the input; once every outcome is known, the final report
-#   lease.json          the flow run that works on the import now
-#   batch-<n>.json      the messages of batch n (a copy of the input, deleted once its outcome is known)
-#   state-<n>.json      what was done with batch n, written *before* each step that changes Kustomer:
-#                       new, sending (the request may have gone out), accepted (a bulk operation id),
-#                       done (every message's outcome); kept until the import is finished
-#   report.jsonl, retry.jsonl, unknown.jsonl, invalid.jsonl   the report files
-
-# Seconds after a request that may have gone out before "not found by its externalId" counts as "not
-# created": Kustomer's guide has a bulk operation done in seconds, and one still queued this long after
-# its request could be created twice. A worker may set it (WHITELIST_ENVS); the workbench's tests do.
-SETTLED = float(os.environ.get("KUSTOMER_IMPORT_SETTLED_SECONDS") or 900.0)
-STORE_TRIES = 5  # tries of one storage read or write, 0.5 s then doubling between them: 7.5 s in all
-
-
-class ImportStorageError(Exception):
-    """The workspace storage kept failing; the import can be run again once it answers."""
-
-
-def import_folder(import_id: str) -> str:
-    return f"kustomer_import/{import_id}"
-
-
-def batch_key(import_id: str, batch: int) -> str:
-    return f"{import_folder(import_id)}/batch-{batch}.json"
-
-
-def state_key(import_id: str, batch: int) -> str:
-    return f"{import_folder(import_id)}/state-{batch}.json"
-
-
-def load(key: str) -> bytes | None:
-    """An object of the workspace storage, or None when there is none (the storage answers 404). Any
-    other failure is tried again: a read changes nothing."""
-
-    def once() -> bytes | None:
-        try:
-            with wmill.load_s3_file_reader({"s3": key}) as reader:
-                data: bytes = reader.read()
-                return data
-        except httpx.HTTPStatusError as error:
-            if error.response.status_code == 404:
-                return None
-            raise
-
-    found: bytes | None = _tried(once, f"read {key}")
-    return found
-
-
-def load_json(key: str) -> Any:
-    data = load(key)
-    return None if data is None else json.loads(data)
-
-
-def save(key: str, data: bytes) -> None:
-    """Write an object whole; tried again on failure, which is safe: the same bytes under the same key.
-    It is `wmill.write_s3_file`'s request (its route, query and body), sent over the wmill client's own
-    kept-open connection: `write_s3_file` makes a new httpx client, with a new TLS context, each time."""
-
-    def once() -> None:
-        store = windmill()
-        answer = store.post(
-            f"/w/{store.workspace}/job_helpers/upload_s3_file",
-            params={"file_key": key},
-            content=data,
-            headers={"Content-Type": "application/octet-stream"},
-        )
-        if answer.json().get("file_key") != key:
-            raise ImportStorageError(f"the storage did not confirm {key}")
-
-    _tried(once, f"write {key}")
-
-
-_WINDMILL: list[Any] = []  # one wmill client for the job, from any thread
-
-
-def windmill() -> Any:
-    """The job's wmill client (what wmill's own functions use, made once)."""
-    if not _WINDMILL:
-        _WINDMILL.append(wmill.Windmill())  # type: ignore[no-untyped-call]
-    return _WINDMILL[0]
-
-
-def save_json(key: str, value: Any) -> None:
-    save(key, json.dumps(value, separators=(",", ":")).encode())
-
-
-def delete(key: str) -> None:
-    _tried(lambda: wmill.delete_s3_object({"s3": key}), f"delete {key}")
-
-
-def _tried(call: Callable[[], Any], what: str) -> Any:
-    for attempt in range(STORE_TRIES):
-        try:
-            return call()
-        except Exception as error:
-            if attempt == STORE_TRIES - 1:
-                raise ImportStorageError(
-                    f"The workspace storage failed {STORE_TRIES} times to {what} ({type(error).__name__}). What was "
-                    "done so far is kept: run the import again once the storage answers, and it goes on from there."
-                ) from None
-            time.sleep(0.5 * 2**attempt)
-    raise AssertionError("unreachable")
-
-
-def tagged(positions: list[int], messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """A batch's messages as sent: each with its `_clientRef`, `position-<i>` when it was given none."""
-    return [
-        m if "_clientRef" in m else {**m, "_clientRef": f"position-{p}"}
-        for p, m in zip(positions, messages, strict=True)
-    ]
-
-
-# ---- end of shared part "import_store" ----

@@ -39,10 +39,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
-import httpx
-import wmill
 from f.kustomer import bulk_create_messages as bulk
 from f.kustomer import create_message as lookup
+from f.kustomer import import_store as store
 from f.kustomer import wait_for_bulk_results as waiter
 
 SEND_UNTIL = 660.0  # seconds into the job: no send starts later
@@ -136,7 +135,7 @@ class GroupJob:
 
     def run(self) -> dict[str, int]:
         with ThreadPoolExecutor(4) as readers, ThreadPoolExecutor(WORKERS) as pool:
-            states = readers.map(lambda n: (n, load_json(state_key(self.import_id, n))), self.batches)
+            states = readers.map(lambda n: (n, store.load_json(store.state_key(self.import_id, n))), self.batches)
             for batch, state in states:
                 self.work_due(pool)
                 kind = (state or {}).get("state")
@@ -214,7 +213,7 @@ class GroupJob:
     def lease_is_ours(self) -> bool:
         """Whether this run still holds the import: checked every LEASE_CHECK_EVERY seconds before a send."""
         if not self.lease_lost and self.elapsed() - self.lease_checked >= LEASE_CHECK_EVERY:
-            lease = load_json(f"{import_folder(self.import_id)}/lease.json") or {}
+            lease = store.load_json(f"{store.import_folder(self.import_id)}/lease.json") or {}
             self.lease_checked = self.elapsed()
             if lease.get("run") != self.run_id:
                 self.lease_lost = True
@@ -231,15 +230,17 @@ class GroupJob:
     # -- the three things done to a batch --
 
     def send(self, batch: int, again: bool = False) -> None:
-        content = json.loads(_must(load(batch_key(self.import_id, batch)), batch_key(self.import_id, batch)))
-        positions, messages = content["positions"], tagged(content["positions"], content["messages"])
+        content = json.loads(
+            _must(store.load(store.batch_key(self.import_id, batch)), store.batch_key(self.import_id, batch))
+        )
+        positions, messages = content["positions"], store.tagged(content["positions"], content["messages"])
         refs = [_ref(p, m) for p, m in zip(positions, messages, strict=True)]
         where = f"Batch {batch + 1} ({len(messages)} messages from messages[{positions[0]}])"
-        key = state_key(self.import_id, batch)
+        key = store.state_key(self.import_id, batch)
         sending = {"state": "sending", "run": self.run_id, "at": time.time(), "messages": refs}
         if again:
             sending["sent_again"] = True
-        save_json(key, sending)
+        store.save_json(key, sending)
         self.pacer.wait_turn()
         try:
             answer = bulk.send_bulk(self.auth, messages, deadline=self.deadline)
@@ -248,7 +249,7 @@ class GroupJob:
             transient = isinstance(error, (bulk.KustomerRateLimitError, bulk.KustomerConnectionError))
             if transient and tries <= SEND_AGAIN:  # nothing reached Kustomer: safe to send later
                 new = {"state": "new", **({"sent_again": True} if again else {})}
-                save_json(key, new)
+                store.save_json(key, new)
                 print(f"{where}: not sent ({_first(str(error))}); sent again in {SEND_AGAIN_AFTER * tries:.0f} s.")
                 self.schedule(SEND_AGAIN_AFTER * tries, batch, "send", new)
                 return
@@ -265,7 +266,7 @@ class GroupJob:
             status = getattr(error, "status", None)
             why = f"the bulk request got {status}" if status else _first(str(error))
             lost = {**sending, "why": why}
-            save_json(key, lost)
+            store.save_json(key, lost)
             print(f"{where}: outcome unknown ({why}); its messages will be looked up, never sent again on a guess.")
             self.schedule(FIRST_LOOK_AFTER, batch, "resolve", lost)
             return
@@ -273,17 +274,17 @@ class GroupJob:
         bulk_id = data.get("id") if isinstance(data, dict) else None
         if not (isinstance(bulk_id, str) and re.fullmatch(r"[0-9a-fA-F]{24}", bulk_id)):  # else it is not Kustomer's
             lost = {**sending, "why": "Kustomer accepted the request but gave no usable operation id"}
-            save_json(key, lost)
+            store.save_json(key, lost)
             print(f"{where}: outcome unknown ({lost['why']}); its messages will be looked up, never sent on a guess.")
             self.schedule(FIRST_LOOK_AFTER, batch, "resolve", lost)
             return
         accepted = {**sending, "state": "accepted", "bulk_id": bulk_id}
-        save_json(key, accepted)
+        store.save_json(key, accepted)
         print(f"{where}: accepted as bulk operation {bulk_id}.")
         self.schedule(FIRST_LOOK_AFTER, batch, "confirm", accepted)
 
     def confirm(self, batch: int) -> None:
-        key = state_key(self.import_id, batch)
+        key = store.state_key(self.import_id, batch)
         state = self.states[batch]
         refs, bulk_id = state["messages"], state["bulk_id"]
         self.pacer.wait_turn()
@@ -293,7 +294,7 @@ class GroupJob:
             looks = self.looks[batch] = self.looks.get(batch, 0) + 1
             if isinstance(error, waiter.KustomerAPIError) and error.status == 404:  # Kustomer forgot it
                 forgotten = {**state, "state": "sending", "why": f"bulk operation {bulk_id} cannot be read (404)"}
-                save_json(key, forgotten)
+                store.save_json(key, forgotten)
                 self.schedule(0.0, batch, "resolve", forgotten)
             elif looks >= 5:
                 print(
@@ -332,11 +333,11 @@ class GroupJob:
         created; not found by a lookup made SETTLED seconds after the request may have gone out means
         not created. When none of the batch exists by then (and every message could be looked up), it
         never reached Kustomer, or Kustomer dropped it: it is sent again, once."""
-        key = state_key(self.import_id, batch)
+        key = store.state_key(self.import_id, batch)
         state = self.states[batch]
         refs = state["messages"]
         found: dict[str, str] = state.get("found", {})
-        settled = time.time() - state.get("at", 0) >= SETTLED
+        settled = time.time() - state.get("at", 0) >= store.SETTLED
         absent: set[int] = set()
         for position, _, external, conversation in refs:
             if external and str(position) not in found and time.time() < self.deadline - 5:
@@ -352,15 +353,17 @@ class GroupJob:
                     absent.add(position)
         looked = {p for p, _, external, _ in refs if external}
         if looked != set(map(int, found)) | absent:  # some not looked up, or too early to tell: next time
-            save_json(key, {**state, "found": found})
+            store.save_json(key, {**state, "found": found})
             print(
                 f"Batch {batch + 1}: {len(found)} of its messages found by externalId, {len(looked) - len(found)} "
                 "not (yet): they stay unknown, never sent again on a guess; the next run looks them up again."
             )
             return
         if absent == looked == {p for p, *_ in refs} and not state.get("sent_again"):
-            save_json(key, {"state": "new", "sent_again": True})
-            print(f"Batch {batch + 1}: none of its messages exists {SETTLED:.0f} s after its request: sent again.")
+            store.save_json(key, {"state": "new", "sent_again": True})
+            print(
+                f"Batch {batch + 1}: none of its messages exists {store.SETTLED:.0f} s after its request: sent again."
+            )
             if self.elapsed() < SEND_UNTIL and self.lease_is_ours():
                 self.send(batch, again=True)
             return
@@ -371,7 +374,9 @@ class GroupJob:
             if str(position) in found:
                 outcomes.append([position, "created", {**rest, "id": found[str(position)]}])
             elif position in absent:
-                rest["why"] = f"not created: not found by its externalId {SETTLED / 60:.0f} minutes after its request"
+                rest["why"] = (
+                    f"not created: not found by its externalId {store.SETTLED / 60:.0f} minutes after its request"
+                )
                 outcomes.append([position, "failed", rest])
             else:
                 rest.update(why=f"outcome unknown: {why}", check=_check(None, batch))
@@ -380,7 +385,7 @@ class GroupJob:
 
     def finish(self, key: str, batch: int, done: dict[str, Any], said: str) -> None:
         state = {"state": "done", **done}
-        save_json(key, state)
+        store.save_json(key, state)
         self.tally(state)
         counts: dict[str, int] = {}
         if "outcome" in done:
@@ -425,126 +430,5 @@ def _first(text: str) -> str:
 
 def _must(data: bytes | None, key: str) -> bytes:
     if data is None:
-        raise ImportStorageError(f"The workspace storage has lost {key}; the import cannot send that batch.")
+        raise store.ImportStorageError(f"The workspace storage has lost {key}; the import cannot send that batch.")
     return data
-
-
-# ---- shared part "import_store": the same in every step of import_messages ----
-# Windmill runs each step as one file, so what the steps share is copied, not imported. Edit it in
-# parts/import_store.py, then run `uv run python -m workbench.shared_parts`; a test fails on drift.
-#
-# An import is a folder of the workspace storage, named after its input and its org (prepare):
-#   manifest.json       what prepare made of the input; once every outcome is known, the final report
-#   lease.json          the flow run that works on the import now
-#   batch-<n>.json      the messages of batch n (a copy of the input, deleted once its outcome is known)
-#   state-<n>.json      what was done with batch n, written *before* each step that changes Kustomer:
-#                       new, sending (the request may have gone out), accepted (a bulk operation id),
-#                       done (every message's outcome); kept until the import is finished
-#   report.jsonl, retry.jsonl, unknown.jsonl, invalid.jsonl   the report files
-
-# Seconds after a request that may have gone out before "not found by its externalId" counts as "not
-# created": Kustomer's guide has a bulk operation done in seconds, and one still queued this long after
-# its request could be created twice. A worker may set it (WHITELIST_ENVS); the workbench's tests do.
-SETTLED = float(os.environ.get("KUSTOMER_IMPORT_SETTLED_SECONDS") or 900.0)
-STORE_TRIES = 5  # tries of one storage read or write, 0.5 s then doubling between them: 7.5 s in all
-
-
-class ImportStorageError(Exception):
-    """The workspace storage kept failing; the import can be run again once it answers."""
-
-
-def import_folder(import_id: str) -> str:
-    return f"kustomer_import/{import_id}"
-
-
-def batch_key(import_id: str, batch: int) -> str:
-    return f"{import_folder(import_id)}/batch-{batch}.json"
-
-
-def state_key(import_id: str, batch: int) -> str:
-    return f"{import_folder(import_id)}/state-{batch}.json"
-
-
-def load(key: str) -> bytes | None:
-    """An object of the workspace storage, or None when there is none (the storage answers 404). Any
-    other failure is tried again: a read changes nothing."""
-
-    def once() -> bytes | None:
-        try:
-            with wmill.load_s3_file_reader({"s3": key}) as reader:
-                data: bytes = reader.read()
-                return data
-        except httpx.HTTPStatusError as error:
-            if error.response.status_code == 404:
-                return None
-            raise
-
-    found: bytes | None = _tried(once, f"read {key}")
-    return found
-
-
-def load_json(key: str) -> Any:
-    data = load(key)
-    return None if data is None else json.loads(data)
-
-
-def save(key: str, data: bytes) -> None:
-    """Write an object whole; tried again on failure, which is safe: the same bytes under the same key.
-    It is `wmill.write_s3_file`'s request (its route, query and body), sent over the wmill client's own
-    kept-open connection: `write_s3_file` makes a new httpx client, with a new TLS context, each time."""
-
-    def once() -> None:
-        store = windmill()
-        answer = store.post(
-            f"/w/{store.workspace}/job_helpers/upload_s3_file",
-            params={"file_key": key},
-            content=data,
-            headers={"Content-Type": "application/octet-stream"},
-        )
-        if answer.json().get("file_key") != key:
-            raise ImportStorageError(f"the storage did not confirm {key}")
-
-    _tried(once, f"write {key}")
-
-
-_WINDMILL: list[Any] = []  # one wmill client for the job, from any thread
-
-
-def windmill() -> Any:
-    """The job's wmill client (what wmill's own functions use, made once)."""
-    if not _WINDMILL:
-        _WINDMILL.append(wmill.Windmill())  # type: ignore[no-untyped-call]
-    return _WINDMILL[0]
-
-
-def save_json(key: str, value: Any) -> None:
-    save(key, json.dumps(value, separators=(",", ":")).encode())
-
-
-def delete(key: str) -> None:
-    _tried(lambda: wmill.delete_s3_object({"s3": key}), f"delete {key}")
-
-
-def _tried(call: Callable[[], Any], what: str) -> Any:
-    for attempt in range(STORE_TRIES):
-        try:
-            return call()
-        except Exception as error:
-            if attempt == STORE_TRIES - 1:
-                raise ImportStorageError(
-                    f"The workspace storage failed {STORE_TRIES} times to {what} ({type(error).__name__}). What was "
-                    "done so far is kept: run the import again once the storage answers, and it goes on from there."
-                ) from None
-            time.sleep(0.5 * 2**attempt)
-    raise AssertionError("unreachable")
-
-
-def tagged(positions: list[int], messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """A batch's messages as sent: each with its `_clientRef`, `position-<i>` when it was given none."""
-    return [
-        m if "_clientRef" in m else {**m, "_clientRef": f"position-{p}"}
-        for p, m in zip(positions, messages, strict=True)
-    ]
-
-
-# ---- end of shared part "import_store" ----

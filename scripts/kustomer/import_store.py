@@ -1,9 +1,18 @@
-"""The import flow's state in the workspace storage: what every step of import_messages reads
-and writes, tried again when the storage fails now and then.
+"""Import store: what every step of the flow f/kustomer/import_messages reads and writes in the
+workspace storage, tried again when the storage fails now and then.
 
-The source of the shared part "import_store": `uv run python -m workbench.shared_parts` copies the
-region between its markers into every script (or flow step) that holds it; only what is between the
-markers is copied, the imports above are for the checkers.
+A workspace script without `main`, which Windmill deploys as a module (its parser calls it a `lib`):
+the flow's steps import it as `from f.kustomer import import_store`, the way they import the scripts,
+so the import's layout in the storage has one home. It is never run on its own.
+
+An import is a folder of the workspace storage, named after its input and its org (prepare):
+  manifest.json       what prepare made of the input; once every outcome is known, the final report
+  lease.json          the flow run that works on the import now
+  batch-<n>.json      the messages of batch n (a copy of the input, deleted once its outcome is known)
+  state-<n>.json      what was done with batch n, written *before* each step that changes Kustomer:
+                      new, sending (the request may have gone out), accepted (a bulk operation id),
+                      done (every message's outcome); kept until the import is finished
+  report.jsonl, retry.jsonl, unknown.jsonl, invalid.jsonl   the report files
 """
 
 import json
@@ -15,18 +24,10 @@ from typing import Any
 import httpx
 import wmill
 
-# ---- shared part "import_store": the same in every step of import_messages ----
-# Windmill runs each step as one file, so what the steps share is copied, not imported. Edit it in
-# parts/import_store.py, then run `uv run python -m workbench.shared_parts`; a test fails on drift.
-#
-# An import is a folder of the workspace storage, named after its input and its org (prepare):
-#   manifest.json       what prepare made of the input; once every outcome is known, the final report
-#   lease.json          the flow run that works on the import now
-#   batch-<n>.json      the messages of batch n (a copy of the input, deleted once its outcome is known)
-#   state-<n>.json      what was done with batch n, written *before* each step that changes Kustomer:
-#                       new, sending (the request may have gone out), accepted (a bulk operation id),
-#                       done (every message's outcome); kept until the import is finished
-#   report.jsonl, retry.jsonl, unknown.jsonl, invalid.jsonl   the report files
+__all__ = [
+    "SETTLED", "STORE_TRIES", "ImportStorageError", "batch_key", "delete", "import_folder", "load", "load_json",
+    "save", "save_json", "state_key", "tagged", "tried", "windmill",
+]  # fmt: skip
 
 # Seconds after a request that may have gone out before "not found by its externalId" counts as "not
 # created": Kustomer's guide has a bulk operation done in seconds, and one still queued this long after
@@ -65,7 +66,7 @@ def load(key: str) -> bytes | None:
                 return None
             raise
 
-    found: bytes | None = _tried(once, f"read {key}")
+    found: bytes | None = tried(once, f"read {key}")
     return found
 
 
@@ -90,7 +91,7 @@ def save(key: str, data: bytes) -> None:
         if answer.json().get("file_key") != key:
             raise ImportStorageError(f"the storage did not confirm {key}")
 
-    _tried(once, f"write {key}")
+    tried(once, f"write {key}")
 
 
 _WINDMILL: list[Any] = []  # one wmill client for the job, from any thread
@@ -108,10 +109,11 @@ def save_json(key: str, value: Any) -> None:
 
 
 def delete(key: str) -> None:
-    _tried(lambda: wmill.delete_s3_object({"s3": key}), f"delete {key}")
+    tried(lambda: wmill.delete_s3_object({"s3": key}), f"delete {key}")
 
 
-def _tried(call: Callable[[], Any], what: str) -> Any:
+def tried(call: Callable[[], Any], what: str) -> Any:
+    """`call()`, tried again after a failure, up to STORE_TRIES times; then ImportStorageError."""
     for attempt in range(STORE_TRIES):
         try:
             return call()
@@ -131,6 +133,3 @@ def tagged(positions: list[int], messages: list[dict[str, Any]]) -> list[dict[st
         m if "_clientRef" in m else {**m, "_clientRef": f"position-{p}"}
         for p, m in zip(positions, messages, strict=True)
     ]
-
-
-# ---- end of shared part "import_store" ----
