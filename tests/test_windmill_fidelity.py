@@ -255,3 +255,20 @@ def test_a_path_into_a_steps_result_is_read_directly_and_anything_more_in_quickj
         (folder / "flow.yaml").write_text(yaml.safe_dump({"summary": "p", "value": {"modules": [make, echo(expr)]}}))
         with local_workspace(cloud=False) as (workspace, _), pytest.raises(FlowStepError, match="out of memory"):
             run_flow(folder, {}, workspace)
+
+
+def test_the_wrapper_imports_the_loader_only_for_a_script_with_a_relative_import(tmp_path: Path) -> None:
+    """python_executor.rs: the loader is imported when the script's text matches
+    `(import|from)\\s(((u|f)\\.)|\\.)`; then `from f.kustomer import x` is fetched from the workspace."""
+    from workbench.worker import run_job
+
+    plain = tmp_path / "plain.py"
+    plain.write_text("import sys\n\n\ndef main():\n    return 'loader' in sys.modules\n")
+    relative = tmp_path / "relative.py"
+    relative.write_text(
+        "import sys\n\nfrom f.kustomer import import_store\n\n\ndef main():\n"
+        "    return ['loader' in sys.modules, import_store.batch_key('imp', 3)]\n"
+    )
+    with local_workspace() as (workspace, _):
+        assert run_job(plain, {}, workspace=workspace).result is False
+        assert run_job(relative, {}, workspace=workspace).result == [True, "kustomer_import/imp/batch-3.json"]

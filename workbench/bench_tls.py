@@ -34,6 +34,7 @@ from workbench.worker import run_job
 
 SCRIPT = SCRIPTS / "create_message.py"
 NAIVE = Path(__file__).with_name("naive_create_message.py")
+JOB_PARTS = Path(__file__).with_name("job_files") / "job_parts.py"  # run in a fresh process per script
 
 # Times taken inside a real job (worker.run_job's `probe`, run in the wrapper just before it imports
 # the script): when the wrapper's own imports were done, when the script was imported, when `main`
@@ -64,29 +65,6 @@ def _note_marks():
     _marks["exit"] = _time.time()
     with open({out!r}, "w") as out:
         json.dump(_marks, out)
-"""
-
-# One fresh process per script, for what cannot be told apart inside the job: compiling the script,
-# building the SSL context, validating the body.
-_PARTS = r"""
-import json, sys, time
-import httpx
-T = time.perf_counter
-who, path, message = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
-out = {}
-source = open(path).read()
-t = T(); code = compile(source, path, "exec"); out["compile"] = T() - t
-if who == "ours":
-    m = {"__name__": "job"}
-    exec(code, m)
-    t = T(); m["trusted_context"](None, None); out["ssl"] = T() - t
-    t = T()
-    problems = m["auth_problems"]({"apiKey": "bench-key-0123456789"}) + m["body_problems"](message)
-    out["validation"] = T() - t
-else:
-    t = T(); httpx.create_ssl_context(); out["ssl"] = T() - t
-    out["validation"] = 0.0
-print(json.dumps(out))
 """
 
 
@@ -183,7 +161,7 @@ def _marked_job(script: Path, args: dict[str, Any]) -> dict[str, float]:
 
 
 def _apart(who: str, script: Path, message: dict[str, Any]) -> dict[str, float]:
-    command = [sys.executable, "-c", _PARTS, who, str(script), json.dumps(message)]
+    command = [sys.executable, str(JOB_PARTS), who, str(script), json.dumps(message)]
     done = subprocess.run(command, capture_output=True, text=True, check=True)
     figures: dict[str, float] = json.loads(done.stdout)
     return figures

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -68,6 +69,7 @@ _WRAPPER = r"""import inspect
 import json
 import os
 import re
+import re
 import sys
 import traceback
 
@@ -110,42 +112,10 @@ except BaseException as e:
 """
 
 
-# The worker's Python loader (windmill-worker loader.py, WindmillFinder), same rule in our words: a
-# module f.<folder>.<script> (or u.<user>.<script>) not found beside the job is fetched from
-# {BASE_INTERNAL_URL}/api/w/{WM_WORKSPACE}/scripts/raw/p/<path>.py with the job's token, written under
-# ./tmp/ and imported; f and f.<folder> are namespaces, and a 404 makes a namespace too.
-_LOADER = r"""
-import importlib.abc, importlib.machinery, urllib.error, urllib.request
-
-
-class _WorkspaceScripts(importlib.abc.MetaPathFinder):
-    @classmethod
-    def find_spec(cls, name, path, target=None):
-        parts = name.split(".")
-        if parts[0] not in ("f", "u"):
-            return None
-        if len(parts) <= 2:
-            return importlib.machinery.ModuleSpec(name, None, is_package=True)
-        folder = os.path.join(os.getcwd(), "tmp", *parts[:-1])
-        file = os.path.join(folder, parts[-1] + ".py")
-        if not os.path.exists(file):
-            url = "{}/api/w/{}/scripts/raw/p/{}.py".format(
-                os.environ.get("BASE_INTERNAL_URL"), os.environ.get("WM_WORKSPACE"), "/".join(parts)
-            )
-            request = urllib.request.Request(url, None, {"Authorization": "Bearer " + os.environ.get("WM_TOKEN", "")})
-            try:
-                with urllib.request.urlopen(request) as answer:
-                    code = answer.read().decode("utf-8")
-            except urllib.error.HTTPError:
-                return importlib.machinery.ModuleSpec(name, None, is_package=True)
-            os.makedirs(folder, exist_ok=True)
-            with open(file, "w") as out:
-                out.write(code)
-        return importlib.machinery.ModuleSpec(name, importlib.machinery.SourceFileLoader(name, file), origin=file)
-
-
-sys.meta_path.append(_WorkspaceScripts)
-"""
+# The worker's Python loader: workbench/job_files/loader.py, copied beside the wrapper and imported by
+# it when the script has a relative import, as the worker does (python_executor.rs, RELATIVE_IMPORT_REGEX).
+LOADER = Path(__file__).with_name("job_files") / "loader.py"
+_RELATIVE_IMPORT = re.compile(r"(import|from)\s(((u|f)\.)|\.)")
 
 
 # Not the worker's: the workbench notes the job's peak memory for the benchmark. VmHWM is the process's
@@ -218,12 +188,13 @@ def run_job(
         module_dir = Path(job_dir, folder)
         module_dir.mkdir(parents=True)
         shutil.copyfile(script, module_dir / f"{name}.py")
+        shutil.copyfile(LOADER, Path(job_dir, "loader.py"))
         Path(job_dir, "args.json").write_text(json.dumps(given))
         wrapper = _WRAPPER.format(
             module=folder.replace("/", "."),
             name=name,
             postprocessor=_UNPROCESSED if skip else _POSTPROCESS,
-            loader=_LOADER if workspace.base_url else "",
+            loader="import loader" if workspace.base_url and _RELATIVE_IMPORT.search(source) else "",
             peak=_PEAK + probe,
         )
         Path(job_dir, "wrapper.py").write_text(wrapper)
