@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -116,18 +117,27 @@ def test_an_exception_becomes_windmills_error_object_and_exit_code_1(probe: Path
     assert job.result["extra"] == {"status": 418}
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def cli_env(env: dict[str, str] | None = None) -> dict[str, str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("KUSTOMER_")}
     quick = {"WHITELIST_ENVS": ",".join(QUICK_STEPS), **QUICK_STEPS}  # the import's waits, for a sandbox
-    return subprocess.run(
-        [str(BIN / "local-run"), *args],
-        cwd=ROOT,
-        env={**base, **quick, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return {**base, **quick, **(env or {})}
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """local-run in the checkout, as a user runs it; its workspace storage and reports in a folder of
+    their own (a fresh one for each call, unless the test gives them), never in the checkout."""
+    with tempfile.TemporaryDirectory(prefix="local-run-") as folder:
+        given = [] if "--storage-dir" in args else ["--storage-dir", f"{folder}/storage"]
+        given += [] if "--report-dir" in args else ["--report-dir", f"{folder}/reports"]
+        return subprocess.run(
+            [str(BIN / "local-run"), *args, *given],
+            cwd=ROOT,
+            env=cli_env(env),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
 
 
 def test_cli_without_a_key_uses_the_embedded_sandbox() -> None:
@@ -370,3 +380,29 @@ def test_the_command_that_sends_failed_messages_again_keeps_the_resource_file_an
     command = next(line for line in done.stderr.splitlines() if "to send again" in line)
     assert command.endswith(f"--resource @{resource}")
     assert "k-secret-0123456789" not in done.stdout + done.stderr
+
+
+# ---- an import run again locally ----
+
+
+def test_an_import_run_again_locally_goes_on_with_the_same_storage_and_sends_nothing_twice(tmp_path: Path) -> None:
+    """local-run keeps its workspace storage between runs (--storage-dir): the same import against the
+    same Kustomer is the same import, as in Windmill, so a second run creates nothing again."""
+    storage = ["--storage-dir", str(tmp_path / "storage"), "--report-dir", str(tmp_path / "r")]
+    with Sandbox() as sandbox:
+        env = {"KUSTOMER_API_KEY": "k-0123456789", "KUSTOMER_BASE_URL": sandbox.url}
+        first = run_cli("import_messages", "--file", "examples/history.jsonl", *storage, env=env)
+        second = run_cli("import_messages", "--file", "examples/history.jsonl", *storage, env=env)
+        created = sandbox.created_by_ref
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert created == {"position-0": 1, "position-1": 1, "position-2": 1}
+    assert json.loads(second.stdout) == json.loads(first.stdout)
+    assert "is finished: nothing to send" in second.stderr
+
+
+def test_an_import_into_the_embedded_sandbox_keeps_nothing_in_the_storage_folder(tmp_path: Path) -> None:
+    """The embedded sandbox ends with the run, so what the import kept would name messages gone with it."""
+    done = run_cli("import_messages", "--file", "examples/history.jsonl", "--storage-dir", str(tmp_path / "s"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert not list((tmp_path / "s").rglob("*.json*"))

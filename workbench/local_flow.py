@@ -75,11 +75,14 @@ class _Flow(NamedTuple):
 
 
 @contextlib.contextmanager
-def local_workspace(cloud: bool = True, **store: Any) -> Iterator[tuple[Workspace, WindmillStorage]]:
-    """A workspace with its object storage and script loader served on loopback."""
+def local_workspace(
+    cloud: bool = True, storage_folder: Path | None = None, **store: Any
+) -> Iterator[tuple[Workspace, WindmillStorage]]:
+    """A workspace with its object storage and script loader served on loopback; the storage's objects
+    in `storage_folder`, kept after it, or else in a temporary folder."""
     workspace = Workspace(cloud=cloud, **store)
     scripts = {f"f/kustomer/{name}": SCRIPTS / f"{name}.py" for name in script_names()}
-    with WindmillStorage(workspace, scripts) as storage:
+    with WindmillStorage(workspace, scripts, storage_folder) as storage:
         yield workspace, storage
 
 

@@ -2,6 +2,7 @@
 
     uv run local-run NAME [--data JSON | --data @FILE] [--resource JSON | --resource @FILE] [--pretty]
                           [--file MESSAGES.jsonl] [--variables @FILE] [--no-cloud] [--report-dir DIR]
+                          [--storage-dir DIR]
 
 NAME is a script (create_message, f/kustomer/create_message, a .py file) or a flow (import_messages,
 a .flow folder). Each script runs as a worker-style job (workbench/worker.py): a fresh process, the
@@ -10,7 +11,9 @@ worker's wrapper, its result encoding and its error object.
 Every job runs in a local workspace (workbench/workspace.py): its arguments interpolated as the
 worker does (`$var:`/`$res:` from --variables, `$WM_TOKEN` the job's own token), its own WM_TOKEN,
 Cloud's limits unless --no-cloud, and a stand-in of the workspace storage on loopback, where --file
-is uploaded for the import flow. Each step's log is printed on stderr as it is written.
+is uploaded for the import flow. The storage's objects are kept in --storage-dir between runs, as a
+real workspace keeps them: an import run again goes on where the last run stopped, and a finished
+one sends nothing again. Each step's log is printed on stderr as it is written.
 
 The `auth` resource comes from --resource, or `auth` in --data; else from KUSTOMER_API_KEY (and
 KUSTOMER_BASE_URL); else the embedded sandbox is started on a free loopback port. stderr says which.
@@ -32,6 +35,8 @@ from workbench.local_flow import local_workspace, run_flow_job
 from workbench.paths import FLOWS, ROOT, SCRIPTS, script_names
 from workbench.windmill_storage import WindmillStorage
 from workbench.worker import JobResult, run_job
+
+STORAGE_DIR = "import-reports/.storage"  # gitignored with the reports
 
 
 def resolve(name: str) -> Path:
@@ -92,6 +97,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variables", help="the workspace's variables and resources: {path: value} or @FILE")
     parser.add_argument("--report-dir", default="import-reports", help="where a flow's report files are saved")
     parser.add_argument(
+        "--storage-dir",
+        default=STORAGE_DIR,
+        help=f"where the local workspace storage is kept between runs (default {STORAGE_DIR}): an import run "
+        "again goes on from there and never sends a message twice; delete it to forget every local import",
+    )
+    parser.add_argument(
         "--cloud",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -121,12 +132,25 @@ def main(argv: list[str] | None = None) -> int:
     resources = {k: v for k, v in store.items() if not isinstance(v, str)}
 
     with contextlib.ExitStack() as stack:
-        args["auth"] = kustomer_auth(args, options.resource, stack)
-        workspace, storage = stack.enter_context(
-            local_workspace(cloud=options.cloud, variables=variables, resources=resources)
-        )
+        args["auth"], embedded = kustomer_auth(args, options.resource, stack)
+        try:
+            workspace, storage = stack.enter_context(
+                local_workspace(
+                    cloud=options.cloud,
+                    # what was sent to the embedded sandbox ends with it: its imports are not kept either
+                    storage_folder=None if embedded else Path(options.storage_dir),
+                    variables=variables,
+                    resources=resources,
+                )
+            )
+        except OSError as exc:
+            raise SystemExit(
+                f"local-run: cannot keep the workspace storage in --storage-dir {options.storage_dir!r} "
+                f"({exc.strerror or exc}); give another folder. Nothing was run."
+            ) from None
         if options.file:
             args["messages_file"] = upload(storage, Path(options.file))
+            stack.callback(storage.delete, args["messages_file"]["s3"])  # the import keeps its own copy
 
         def log(line: str) -> None:
             print(line, file=sys.stderr, flush=True)
@@ -180,15 +204,15 @@ def refuse_unknown_inputs(target: Path, args: dict[str, Any]) -> None:
     )
 
 
-def kustomer_auth(args: dict[str, Any], resource: str | None, stack: contextlib.ExitStack) -> Any:
+def kustomer_auth(args: dict[str, Any], resource: str | None, stack: contextlib.ExitStack) -> tuple[Any, bool]:
     """Which Kustomer: an explicit `auth` (--resource, or in --data) first; then KUSTOMER_API_KEY; then
-    the embedded sandbox. stderr says which."""
+    the embedded sandbox (the second value: True). stderr says which."""
     if resource:
         say("using the resource given with --resource")
-        return read_json_option(resource, "--resource")
+        return read_json_option(resource, "--resource"), False
     if "auth" in args:
         say("using the auth given in --data")
-        return args["auth"]
+        return args["auth"], False
     if os.environ.get("KUSTOMER_API_KEY"):
         auth = {"apiKey": os.environ["KUSTOMER_API_KEY"]}
         if os.environ.get("KUSTOMER_BASE_URL"):
@@ -198,12 +222,12 @@ def kustomer_auth(args: dict[str, Any], resource: str | None, stack: contextlib.
             say(f"using the local server at {where} (KUSTOMER_API_KEY and KUSTOMER_BASE_URL)")
         else:
             say(f"using the REAL Kustomer API at {where} (KUSTOMER_API_KEY is set)")
-        return auth
+        return auth, False
     from workbench.sandbox import Sandbox
 
     sandbox = stack.enter_context(Sandbox())
     say(f"using the embedded Kustomer sandbox at {sandbox.url} (no key needed)")
-    return {"apiKey": "sandbox-key", "baseUrl": sandbox.url}
+    return {"apiKey": "sandbox-key", "baseUrl": sandbox.url}, True
 
 
 def upload(storage: WindmillStorage, file: Path) -> dict[str, str]:
@@ -228,8 +252,8 @@ def resume_options(options: argparse.Namespace) -> str:
 
 
 def save_report(job: JobResult, storage: WindmillStorage, folder: Path, flow: Path, options: str = "") -> None:
-    """Keep the report files of an import (the stand-in storage goes away with this run), and say the
-    exact command that sends again what failed."""
+    """Keep the report files of an import beside its report (where a user looks for them, not in the
+    storage folder), and say the exact command that sends again what failed."""
     report = job.result.get("extra", job.result) if isinstance(job.result, dict) else None
     if not isinstance(report, dict):
         return
