@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -406,3 +408,43 @@ def test_an_import_into_the_embedded_sandbox_keeps_nothing_in_the_storage_folder
     done = run_cli("import_messages", "--file", "examples/history.jsonl", "--storage-dir", str(tmp_path / "s"))
     assert done.returncode == 0, done.stdout + done.stderr
     assert not list((tmp_path / "s").rglob("*.json*"))
+
+
+def test_ctrl_c_stops_the_import_at_once_and_says_so_in_one_line(tmp_path: Path) -> None:
+    """Ctrl-C during an import: the running job is stopped with local-run (nothing reaches Kustomer
+    after it exited), one line says so and how to go on, no traceback, exit code 130. The terminal
+    sends SIGINT to local-run's whole process group, the job's process included."""
+    history = tmp_path / "history.jsonl"
+    history.write_text(
+        "".join(json.dumps({"channel": "chat", "app": "a", "preview": f"m{i}"}) + "\n" for i in range(3000))
+    )
+    options = ["--storage-dir", str(tmp_path / "s"), "--report-dir", str(tmp_path / "r")]
+    options += ["--data", '{"max_requests_per_minute": 120}']  # a request every 0.5 s: the job's sends wait their turn
+    with Sandbox(latency=0.2) as sandbox:
+        env = {"KUSTOMER_API_KEY": "k-0123456789", "KUSTOMER_BASE_URL": sandbox.url}
+        process = subprocess.Popen(
+            [str(BIN / "local-run"), "import_messages", "--file", str(history), *options],
+            cwd=ROOT,
+            env=cli_env(env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # its own process group, as a terminal's foreground job
+        )
+        deadline = time.monotonic() + 30
+        while not any(r["path"] == "/v1/messages/bulk" for r in sandbox.requests) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the foreground process group
+        out, err = process.communicate(timeout=30)
+        time.sleep(0.3)  # a request written before the job was stopped may still be in the sandbox's socket
+        after_exit = len(sandbox.requests)
+        time.sleep(2)
+        later = len(sandbox.requests)
+    assert process.returncode == 130, out + err
+    assert "Traceback" not in out + err
+    assert err.splitlines()[-1] == (
+        "local-run: interrupted: the running job was stopped and nothing more is sent to Kustomer; run the same "
+        "command again to go on with the import where it stopped (what may have gone out is looked up, never sent "
+        "twice)"
+    )
+    assert later == after_exit  # nothing was sent after local-run exited

@@ -27,6 +27,7 @@ import contextlib
 import difflib
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ from typing import Any
 from workbench.local_flow import local_workspace, run_flow_job
 from workbench.paths import FLOWS, ROOT, SCRIPTS, script_names
 from workbench.windmill_storage import WindmillStorage
-from workbench.worker import JobResult, run_job
+from workbench.worker import JobResult, run_job, stop_running_jobs
 
 STORAGE_DIR = "import-reports/.storage"  # gitignored with the reports
 
@@ -131,38 +132,87 @@ def main(argv: list[str] | None = None) -> int:
     variables = {k: v for k, v in store.items() if isinstance(v, str)}
     resources = {k: v for k, v in store.items() if not isinstance(v, str)}
 
-    with contextlib.ExitStack() as stack:
-        args["auth"], embedded = kustomer_auth(args, options.resource, stack)
-        try:
-            workspace, storage = stack.enter_context(
-                local_workspace(
-                    cloud=options.cloud,
-                    # what was sent to the embedded sandbox ends with it: its imports are not kept either
-                    storage_folder=None if embedded else Path(options.storage_dir),
-                    variables=variables,
-                    resources=resources,
+    embedded = False
+    handlers = {signum: signal.signal(signum, _stop_jobs_and_raise) for signum in STOP_SIGNALS}
+    try:
+        with contextlib.ExitStack() as stack:
+            args["auth"], embedded = kustomer_auth(args, options.resource, stack)
+            try:
+                workspace, storage = stack.enter_context(
+                    local_workspace(
+                        cloud=options.cloud,
+                        # what was sent to the embedded sandbox ends with it: its imports are not kept either
+                        storage_folder=None if embedded else Path(options.storage_dir),
+                        variables=variables,
+                        resources=resources,
+                    )
                 )
-            )
-        except OSError as exc:
-            raise SystemExit(
-                f"local-run: cannot keep the workspace storage in --storage-dir {options.storage_dir!r} "
-                f"({exc.strerror or exc}); give another folder. Nothing was run."
-            ) from None
-        if options.file:
-            args["messages_file"] = upload(storage, Path(options.file))
-            stack.callback(storage.delete, args["messages_file"]["s3"])  # the import keeps its own copy
+            except OSError as exc:
+                raise SystemExit(
+                    f"local-run: cannot keep the workspace storage in --storage-dir {options.storage_dir!r} "
+                    f"({exc.strerror or exc}); give another folder. Nothing was run."
+                ) from None
+            if options.file:
+                args["messages_file"] = upload(storage, Path(options.file))
+                stack.callback(storage.delete, args["messages_file"]["s3"])  # the import keeps its own copy
 
-        def log(line: str) -> None:
-            print(line, file=sys.stderr, flush=True)
+            def log(line: str) -> None:
+                print(line, file=sys.stderr, flush=True)
 
-        if is_flow:
-            job = run_flow_job(target, args, workspace, log)
-        else:
-            job = run_job(target, args, workspace=workspace, on_log=log)
-        if is_flow:
-            save_report(job, storage, Path(options.report_dir), target, resume_options(options))
+            if is_flow:
+                job = run_flow_job(target, args, workspace, log)
+            else:
+                job = run_job(target, args, workspace=workspace, on_log=log)
+            if is_flow:
+                save_report(job, storage, Path(options.report_dir), target, resume_options(options))
+    except Interrupted as stop:
+        say(interrupted_line(stop.signum, is_flow, embedded))
+        return 128 + stop.signum
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
     print(printed(job, options.pretty))
     return job.exit_code
+
+
+# Ctrl-C, and the signals that end a run from outside (kill, a closed terminal): the job is stopped too.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class Interrupted(KeyboardInterrupt):
+    """local-run was interrupted (Ctrl-C) or told to stop; its running job is already stopped."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop_jobs_and_raise(signum: int, frame: object) -> None:
+    """Stop the running job at once (its process group), then unwind: no job outlives local-run. The
+    job runs in its own process group, so a terminal's Ctrl-C reaches local-run alone, and this."""
+    for each in STOP_SIGNALS:
+        signal.signal(each, signal.SIG_IGN)  # a second Ctrl-C while stopping changes nothing
+    stop_running_jobs()
+    raise Interrupted(signum)
+
+
+def interrupted_line(signum: int, is_flow: bool, embedded: bool) -> str:
+    """What an interrupted run says, in one line: that nothing more is sent, and what running again does."""
+    what = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
+    if not is_flow:
+        return (
+            f"{what}: the running job was stopped and nothing more is sent to Kustomer (a request already on its "
+            "way may have been applied)"
+        )
+    if embedded:
+        return (
+            f"{what}: the running job was stopped and nothing more is sent; the embedded sandbox ended with it, so "
+            "running the same command again starts the import over"
+        )
+    return (
+        f"{what}: the running job was stopped and nothing more is sent to Kustomer; run the same command again to "
+        "go on with the import where it stopped (what may have gone out is looked up, never sent twice)"
+    )
 
 
 def say(line: str) -> None:
