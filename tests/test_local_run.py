@@ -448,3 +448,19 @@ def test_ctrl_c_stops_the_import_at_once_and_says_so_in_one_line(tmp_path: Path)
         "twice)"
     )
     assert later == after_exit  # nothing was sent after local-run exited
+
+
+def test_every_file_a_readme_local_run_command_names_exists() -> None:
+    """A command copied from the README runs from the checkout: its --file and @FILE paths are there."""
+    readme = (ROOT / "README.md").read_text()
+    commands = re.findall(r"^\$ (uv run local-run .*)$", readme, re.M)  # in the console blocks
+    prose = re.sub(r"^```.*?^```", "", readme, flags=re.M | re.S)
+    commands += [span for span in re.findall(r"`([^`]+)`", prose) if "local-run " in span]  # and in the text
+    named = [
+        path
+        for command in commands
+        for path in re.findall(r"(?:--file\s+|--(?:data|resource|variables)\s+@)([^\s'\"\]]+)", command)
+        if "." in path or "/" in path  # not a placeholder such as MESSAGES
+    ]
+    assert "examples/history.jsonl" in named
+    assert [path for path in named if not (ROOT / path).is_file()] == []
