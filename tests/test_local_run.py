@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -464,3 +465,23 @@ def test_every_file_a_readme_local_run_command_names_exists() -> None:
     ]
     assert "examples/history.jsonl" in named
     assert [path for path in named if not (ROOT / path).is_file()] == []
+
+
+def test_the_command_that_sends_failed_messages_again_is_safe_to_paste_after_an_inline_resource(
+    tmp_path: Path,
+) -> None:
+    """An inline --resource is never echoed (it holds a key), nor shown as something a shell misreads
+    (`<the same>` is a redirect): the command names a file to save it in; the pace and label carry over."""
+    history = tmp_path / "history.jsonl"
+    history.write_text(json.dumps({"channel": "chat", "app": "a", "preview": "sandbox:fail"}) + "\n")
+    data = {"max_requests_per_minute": 600, "import_label": "spring's move"}
+    with Sandbox() as sandbox:
+        resource = json.dumps({"apiKey": "k-secret-0123456789", "baseUrl": sandbox.url})
+        done = run_cli("import_messages", "--file", str(history), "--resource", resource, "--data", json.dumps(data))
+    assert done.returncode == 1, done.stdout + done.stderr
+    said = next(line for line in done.stderr.splitlines() if "to send again" in line)
+    assert "your-resource.json" in said.split(": ", 2)[1]  # the note says where the resource goes
+    argv = shlex.split(said.split(": ", 2)[2])
+    assert argv[:5] == ["uv", "run", "local-run", "import_messages", "--file"]
+    assert argv[6:] == ["--resource", "@your-resource.json", "--data", json.dumps(data)]
+    assert "k-secret-0123456789" not in done.stdout + done.stderr

@@ -27,10 +27,11 @@ import contextlib
 import difflib
 import json
 import os
+import shlex
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from workbench.local_flow import local_workspace, run_flow_job
 from workbench.paths import FLOWS, ROOT, SCRIPTS, script_names
@@ -132,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     variables = {k: v for k, v in store.items() if isinstance(v, str)}
     resources = {k: v for k, v in store.items() if not isinstance(v, str)}
 
+    resume = resume_options(options, args)  # before `auth` is added to the arguments
     embedded = False
     handlers = {signum: signal.signal(signum, _stop_jobs_and_raise) for signum in STOP_SIGNALS}
     try:
@@ -164,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 job = run_job(target, args, workspace=workspace, on_log=log)
             if is_flow:
-                save_report(job, storage, Path(options.report_dir), target, resume_options(options))
+                save_report(job, storage, Path(options.report_dir), target, resume)
     except Interrupted as stop:
         say(interrupted_line(stop.signum, is_flow, embedded))
         return 128 + stop.signum
@@ -290,18 +292,40 @@ def upload(storage: WindmillStorage, file: Path) -> dict[str, str]:
     return {"s3": key}
 
 
-def resume_options(options: argparse.Namespace) -> str:
-    """The options that make a later run go where this one went: the same resource (as it was given:
-    an @file by its name; inline JSON is not echoed, it may hold a key) and the same rules."""
+RESOURCE_FILE = "your-resource.json"  # where the printed command asks for a resource given inline
+CARRIED = ("max_requests_per_minute", "import_label")  # the --data inputs a later run keeps: none is secret
+
+
+class Resume(NamedTuple):
+    """The options that make a later run go where this one went, and what to do first, if anything."""
+
+    options: str
+    note: str = ""
+
+
+def resume_options(options: argparse.Namespace, data: dict[str, Any]) -> Resume:
+    """The same Kustomer (a resource file by its name; a resource given inline, with --resource or as
+    `auth` in --data, is never echoed, it holds a key: the command names a file to save it in), the same
+    pace and label, the same rules; every word quoted for a shell."""
     given = []
-    if options.resource:
-        given.append(f"--resource {options.resource}" if options.resource.startswith("@") else "--resource <the same>")
+    note = ""
+    if (options.resource and not options.resource.startswith("@")) or (not options.resource and "auth" in data):
+        where = "--resource" if options.resource else "'auth' in --data"
+        given += ["--resource", f"@{RESOURCE_FILE}"]
+        note = f" (first save the resource you gave with {where} as {RESOURCE_FILE}; its key is not printed)"
+    elif options.resource:
+        given += ["--resource", options.resource]
+    carried = {name: data[name] for name in CARRIED if name in data}
+    if carried:
+        given += ["--data", json.dumps(carried, ensure_ascii=False)]
     if not options.cloud:
         given.append("--no-cloud")
-    return "".join(f" {g}" for g in given)
+    return Resume("".join(f" {shlex.quote(g)}" for g in given), note)
 
 
-def save_report(job: JobResult, storage: WindmillStorage, folder: Path, flow: Path, options: str = "") -> None:
+def save_report(
+    job: JobResult, storage: WindmillStorage, folder: Path, flow: Path, resume: Resume | None = None
+) -> None:
     """Keep the report files of an import beside its report (where a user looks for them, not in the
     storage folder), and say the exact command that sends again what failed."""
     report = job.result.get("extra", job.result) if isinstance(job.result, dict) else None
@@ -321,12 +345,13 @@ def save_report(job: JobResult, storage: WindmillStorage, folder: Path, flow: Pa
             saved[name] = target
     say(f"the report is in {run}/ (report.json and {', '.join(p.name for p in saved.values())})")
     name = flow.name.removesuffix(".flow")
+    resume = resume or Resume("")
     if "invalid_file" in saved and "report_file" not in saved:
         say(f"every invalid message and its problems: {saved['invalid_file']}; fix them, then run again")
     if "retry_file" in saved:
         say(
-            "to send again the messages that were not created, once the reasons in the report are fixed: "
-            f"uv run local-run {name} --file {saved['retry_file']}{options}"
+            f"to send again the messages that were not created, once the reasons in the report are fixed{resume.note}: "
+            f"uv run local-run {name} --file {shlex.quote(str(saved['retry_file']))}{resume.options}"
         )
     if "unknown_file" in saved:
         say(f"check the messages in {saved['unknown_file']} before sending them again")
