@@ -217,6 +217,29 @@ def test_a_dry_run_checks_everything_sends_nothing_and_says_what_the_import_woul
     assert job.result["counts"] == {"messages": 1234, "valid": 1234, "invalid": 0}
 
 
+def test_a_dry_run_lists_the_invalid_messages_as_a_run_would_and_sends_nothing(workspace: Any) -> None:
+    """dry_run checks every message: the problems a run would refuse are in its result (the first
+    ones) and in invalid_file (all of them), and nothing reaches Kustomer."""
+    ws, storage = workspace
+    lines = [json.dumps(m) for m in messages(4)]
+    lines[1] = json.dumps({"channel": "fax", "app": "a"})
+    lines[2] = "not json at all"
+    lines[3] = json.dumps({"channel": "chat"})
+    storage.put("uploads/h.jsonl", "".join(line + "\n" for line in lines).encode())
+    with Sandbox() as box:
+        job = run(ws, auth=auth(box), messages_file={"s3": "uploads/h.jsonl"}, dry_run=True)
+        assert box.requests == []
+    assert job.exit_code == 0, job.result
+    result = job.result
+    assert result["counts"] == {"messages": 4, "valid": 1, "invalid": 3}
+    assert [p.split(":")[0].split(".")[0] for p in result["problems"]] == ["messages[1]", "messages[2]", "messages[3]"]
+    assert "'fax' is not one of" in result["problems"][0]
+    assert result["summary"].startswith("3 of 4 messages are invalid: a run would send nothing")
+    assert "Nothing was sent" in result["summary"]
+    assert [entry["position"] for entry in read_jsonl(storage, result["invalid_file"])] == [1, 2, 3]
+    assert not any(key.endswith(("manifest.json", "lease.json")) for key in storage.objects("kustomer_import/"))
+
+
 def test_messages_inline_and_as_a_file_at_once_are_refused(workspace: Any) -> None:
     ws, storage = workspace
     storage.put("uploads/h.jsonl", jsonl(messages(3)))

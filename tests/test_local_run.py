@@ -485,3 +485,20 @@ def test_the_command_that_sends_failed_messages_again_is_safe_to_paste_after_an_
     assert argv[:5] == ["uv", "run", "local-run", "import_messages", "--file"]
     assert argv[6:] == ["--resource", "@your-resource.json", "--data", json.dumps(data)]
     assert "k-secret-0123456789" not in done.stdout + done.stderr
+
+
+def test_a_dry_run_with_invalid_messages_saves_the_invalid_file_and_lists_the_problems(tmp_path: Path) -> None:
+    history = tmp_path / "history.jsonl"
+    history.write_text(
+        json.dumps({"channel": "chat", "app": "a"}) + "\n" + json.dumps({"channel": "fax", "app": "a"}) + "\n"
+    )
+    done = run_cli(
+        "import_messages", "--file", str(history), "--data", '{"dry_run": true}', "--report-dir", str(tmp_path / "r")
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads(done.stdout)
+    assert result["counts"]["invalid"] == 1
+    assert result["problems"][0].startswith("messages[1].channel: 'fax' is not one of")
+    said = next(line for line in done.stderr.splitlines() if "every invalid message" in line)
+    invalid = Path(said.split(": ", 2)[2].split(";")[0])
+    assert [json.loads(line)["position"] for line in invalid.read_text().splitlines()] == [1]

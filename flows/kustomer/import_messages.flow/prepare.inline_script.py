@@ -24,7 +24,8 @@ storage (`messages_file`: JSON Lines, or one JSON array), copied once to a local
 is taken. Every message is checked with bulk_create_messages' own rules (imported from the deployed
 script, so the check and the send cannot drift) and gets a `_clientRef` from its position when it has
 none. An invalid message stops the import before anything is written, with every invalid position in
-`invalid_file`; with `skip_invalid` the valid ones go on. `dry_run` checks and plans, and writes nothing.
+`invalid_file`; with `skip_invalid` the valid ones go on. `dry_run` checks and plans, sends nothing and
+writes nothing but `invalid_file` (the same a run would write), whose first problems its result lists.
 
 The result stays small whatever the import's size: the import's id, the groups of batches the loop
 iterates over (each a job: see `group_size`), and counts.
@@ -97,7 +98,7 @@ def main(
         ).hexdigest()
         run = os.environ.get("WM_ROOT_FLOW_JOB_ID") or os.environ.get("WM_JOB_ID") or "local"
         if dry_run:
-            return _dry_run(source, folder, max_requests_per_minute)
+            return _dry_run(source, folder, max_requests_per_minute, import_id)
         _claim(import_id, run)
         manifest = load_json(f"{import_folder(import_id)}/manifest.json")
         if manifest is None:
@@ -276,15 +277,37 @@ def _still_running(job: str) -> bool:
     return bool(_tried(once, f"tell whether the flow run {job[:40]} still runs"))
 
 
-def _dry_run(source: Callable[[], Iterator[Any]], folder: str, per_minute: int) -> dict[str, Any]:
-    counts, batches, _ = _checked_batches(source, folder)
+def _dry_run(source: Callable[[], Iterator[Any]], folder: str, per_minute: int, import_id: str) -> dict[str, Any]:
+    """Check and plan, as a run would, and send nothing. The invalid messages are listed as a run lists
+    them: the first SHOWN problems in the result, every one in `invalid_file` (the key a run writes,
+    with the same lines: nothing else of the import is written, so the import is still never run)."""
+    counts, batches, shown = _checked_batches(source, folder)
+    invalid_file = None
+    if counts["invalid"]:
+        key = f"{import_folder(import_id)}/invalid.jsonl"
+        _tried(lambda: _upload(key, os.path.join(folder, "invalid")), f"write {key}")
+        invalid_file = {"s3": key}
     plan = _plan(batches, per_minute, -(-batches // group_size(per_minute)))
+    if counts["invalid"]:
+        summary = (
+            f"{counts['invalid']} of {_plural(counts['messages'], 'message is', 'messages are')} invalid: a run would "
+            f"send nothing (with skip_invalid, it sends the {counts['valid']} valid and reports the others as not "
+            "sent); invalid_file lists every one with its problems. Nothing was sent."
+        )
+    else:
+        summary = (
+            f"All {_plural(counts['messages'], 'message is', 'messages are')} valid: a run sends "
+            f"{_plural(batches, 'batch', 'batches')} in {_plural(plan['jobs'], 'job', 'jobs')}. Nothing was sent."
+        )
+    print(f"Dry run: {summary}")
     return {
         "import_id": None,
         "groups": [],
         "batches": 0,
         "counts": counts,
-        "invalid_file": None,
+        "invalid_file": invalid_file,
+        "problems": shown,
+        "summary": summary,
         "inline": True,
         "dry_run": plan,
         "plan": plan,

@@ -60,7 +60,8 @@ class ImportIncompleteError(Exception):
 
 def main(prepared: dict) -> dict[str, Any]:  # type: ignore[type-arg]  # the result of prepare
     if prepared.get("dry_run"):
-        return {"dry_run": prepared["dry_run"], "counts": prepared["counts"], "invalid_file": prepared["invalid_file"]}
+        dry = {"summary": prepared.get("summary"), "dry_run": prepared["dry_run"], "counts": prepared["counts"]}
+        return {**dry, "problems": prepared.get("problems", []), "invalid_file": prepared["invalid_file"]}
     started = time.monotonic()
     import_id = prepared["import_id"]
     folder = import_folder(import_id)
