@@ -502,3 +502,30 @@ def test_a_dry_run_with_invalid_messages_saves_the_invalid_file_and_lists_the_pr
     said = next(line for line in done.stderr.splitlines() if "every invalid message" in line)
     invalid = Path(said.split(": ", 2)[2].split(";")[0])
     assert [json.loads(line)["position"] for line in invalid.read_text().splitlines()] == [1]
+
+
+@pytest.mark.parametrize(
+    ("resource", "said"),
+    [
+        (
+            {"apiKey": "k-secret-0123456789"},
+            "local-run: using the resource given with --resource: the REAL Kustomer API at https://api.kustomerapp.com",
+        ),
+        (
+            {"apiKey": "k-secret-0123456789", "baseUrl": "https://acme.api.kustomerapp.com/"},
+            "local-run: using the resource given with --resource: the REAL Kustomer API at https://acme.api.kustomerapp.com",
+        ),
+        (
+            {"apiKey": "k-secret-0123456789", "baseUrl": "http://127.0.0.1:8787"},
+            "local-run: using the resource given with --resource: a local server at http://127.0.0.1:8787",
+        ),
+    ],
+    ids=["the-default-host", "an-org-host", "a-local-sandbox"],
+)
+def test_a_resource_given_with_resource_says_which_kustomer_it_points_at(resource: dict[str, str], said: str) -> None:
+    """As with KUSTOMER_API_KEY, stderr says which Kustomer: the real one or a local server; never the key.
+    (The body is invalid: nothing is sent anywhere.)"""
+    done = run_cli("create_message", "--data", '{"body": {"channel": "fax"}}', "--resource", json.dumps(resource))
+    assert done.returncode == 1
+    assert said in done.stderr.splitlines()
+    assert "k-secret-0123456789" not in done.stdout + done.stderr

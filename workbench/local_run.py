@@ -260,10 +260,11 @@ def kustomer_auth(args: dict[str, Any], resource: str | None, stack: contextlib.
     """Which Kustomer: an explicit `auth` (--resource, or in --data) first; then KUSTOMER_API_KEY; then
     the embedded sandbox (the second value: True). stderr says which."""
     if resource:
-        say("using the resource given with --resource")
-        return read_json_option(resource, "--resource"), False
+        given = read_json_option(resource, "--resource")
+        say(f"using the resource given with --resource{kustomer_of(given)}")
+        return given, False
     if "auth" in args:
-        say("using the auth given in --data")
+        say(f"using the auth given in --data{kustomer_of(args['auth'])}")
         return args["auth"], False
     if os.environ.get("KUSTOMER_API_KEY"):
         auth = {"apiKey": os.environ["KUSTOMER_API_KEY"]}
@@ -280,6 +281,24 @@ def kustomer_auth(args: dict[str, Any], resource: str | None, stack: contextlib.
     sandbox = stack.enter_context(Sandbox())
     say(f"using the embedded Kustomer sandbox at {sandbox.url} (no key needed)")
     return {"apiKey": "sandbox-key", "baseUrl": sandbox.url}, True
+
+
+def kustomer_of(auth: Any) -> str:
+    """Which Kustomer a resource points at, by its baseUrl: its scheme, host and port only, so never a
+    key, even one pasted in the wrong field; nothing for a resource that is not one (the job says why)."""
+    from urllib.parse import urlsplit
+
+    base = (auth.get("baseUrl") or "https://api.kustomerapp.com") if isinstance(auth, dict) else None
+    if not isinstance(base, str):
+        return ""
+    try:
+        parts = urlsplit(base.strip())
+        shown = f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    except ValueError:
+        return ""
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return ""
+    return f": a local server at {shown}" if is_loopback_url(base.strip()) else f": the REAL Kustomer API at {shown}"
 
 
 def upload(storage: WindmillStorage, file: Path) -> dict[str, str]:
