@@ -240,6 +240,32 @@ def test_a_dry_run_lists_the_invalid_messages_as_a_run_would_and_sends_nothing(w
     assert not any(key.endswith(("manifest.json", "lease.json")) for key in storage.objects("kustomer_import/"))
 
 
+def test_the_summary_of_one_of_each_reads_as_english_and_names_a_line_that_is_no_message_by_its_line(
+    workspace: Any,
+) -> None:
+    """skip_invalid with one line that is no JSON: no Python None in the summary, and no "1 lines"."""
+    ws, storage = workspace
+    storage.put("uploads/h.jsonl", (json.dumps(messages(1)[0]) + "\nnot json at all\n").encode())
+    with Sandbox() as box:
+        job = run(ws, auth=auth(box), messages_file={"s3": "uploads/h.jsonl"}, skip_invalid=True)
+    lines = job.result["message"].splitlines()
+    assert lines[0] == "2 messages: 1 created, 0 failed, 0 outcome unknown, 1 not sent, 0 not sent yet."
+    assert lines[1].startswith("- messages[1]: not_sent: messages[1]: is text but not JSON")
+    assert lines[2].startswith("1 line of the input is no message at all")
+    assert "None" not in job.result["message"]
+    assert " 1 lines" not in job.result["message"]
+
+
+def test_one_message_is_one_message_in_every_count(workspace: Any) -> None:
+    ws, storage = workspace
+    storage.put("uploads/h.jsonl", json.dumps({"channel": "fax", "app": "a"}).encode() + b"\n")
+    with Sandbox() as box:
+        job = run(ws, auth=auth(box), messages_file={"s3": "uploads/h.jsonl"}, skip_invalid=True)
+    lines = job.result["message"].splitlines()
+    assert lines[0] == "1 message: 0 created, 0 failed, 0 outcome unknown, 1 not sent, 0 not sent yet."
+    assert lines[-1].startswith("Safe to send again: the 1 message in retry_file (failed or not sent: it was not")
+
+
 def test_messages_inline_and_as_a_file_at_once_are_refused(workspace: Any) -> None:
     ws, storage = workspace
     storage.put("uploads/h.jsonl", jsonl(messages(3)))
@@ -564,8 +590,8 @@ def test_an_unreadable_line_is_reported_with_its_line_number_and_never_in_retry_
     assert "(line 2)" in entries[1]["why"]
     assert entries[1]["check"].startswith("fix this line of the input")
     assert entries[3]["check"].startswith("fix what `why` says, then send it again")
-    assert "1 lines of the input are no message at all" in job.result["message"]
-    assert "Safe to send again: the 1 messages in retry_file" in job.result["message"]
+    assert "1 line of the input is no message at all" in job.result["message"]
+    assert "Safe to send again: the 1 message in retry_file" in job.result["message"]
 
 
 @pytest.mark.parametrize(

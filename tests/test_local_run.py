@@ -529,3 +529,13 @@ def test_a_resource_given_with_resource_says_which_kustomer_it_points_at(resourc
     assert done.returncode == 1
     assert said in done.stderr.splitlines()
     assert "k-secret-0123456789" not in done.stdout + done.stderr
+
+
+def test_an_import_of_one_message_says_one_message_in_its_log() -> None:
+    data = json.dumps({"messages": [{"channel": "chat", "app": "api", "preview": "hi"}]})
+    done = run_cli("import_messages", "--data", data)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "[prepare] Checked 1 message in" in done.stderr
+    assert "[send_group #0] Batch 1 (1 message from messages[0])" in done.stderr
+    assert "; 1 message created so far" in done.stderr
+    assert "[report] Wrote the report of 1 position in" in done.stderr

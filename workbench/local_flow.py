@@ -231,7 +231,8 @@ class _Progress:
             left = elapsed / self.count * (self.total - self.count)
             line = f"[{self.step}] {self.count} of {self.total} done in {elapsed:.0f} s, about {left:.0f} s left"
             if self.created:
-                line += f"; {self.created} messages created so far ({self.created / max(elapsed, 1e-3) * 60:.0f}/min)"
+                created = f"{self.created} message{'' if self.created == 1 else 's'}"
+                line += f"; {created} created so far ({self.created / max(elapsed, 1e-3) * 60:.0f}/min)"
             self.flow.log(line)
 
 

@@ -105,8 +105,9 @@ def main(
             manifest = _cut(
                 source, folder, import_id, skip_invalid, inline=messages_file is None or not messages_file.get("s3")
             )
+            checked = _plural(manifest["counts"]["messages"], "message", "messages")
             print(
-                f"Checked {manifest['counts']['messages']} messages in {time.monotonic() - started:.1f} s: "
+                f"Checked {checked} in {time.monotonic() - started:.1f} s: "
                 f"{manifest['counts']['valid']} valid, in {_plural(manifest['batches'], 'batch', 'batches')}, "
                 f"{manifest['counts']['invalid']} invalid{' (skipped)' if manifest['counts']['invalid'] else ''}."
             )
@@ -375,8 +376,9 @@ def _cut(
         more = (
             f"\n- ... invalid_file in this error's extra lists all {counts['invalid']}" if len(shown) == SHOWN else ""
         )
+        of = _plural(counts["messages"], "message is", "messages are")
         raise ImportInputError(
-            f"{counts['invalid']} of {counts['messages']} messages are invalid; nothing was sent. Fix them, or run "
+            f"{counts['invalid']} of {of} invalid; nothing was sent. Fix them, or run "
             "with skip_invalid to send the valid ones and report the others as not sent:\n"
             + "\n".join(f"- {p}" for p in shown)
             + more,
