@@ -389,7 +389,7 @@ def test_a_json_lines_file_reports_each_bad_line_at_its_position(workspace: Any)
         assert box.requests == []
     text = job.result["message"]
     assert text.startswith("2 of 5 messages are invalid; nothing was sent.")
-    assert "- messages[2]: is text but not JSON (line 1, column 28): Expecting value" in text
+    assert "- messages[2]: is text but not JSON (line 3, column 28): Expecting value" in text
     assert "- messages[3]: the JSON text names the key 'app' twice in one object" in text
 
 
@@ -559,7 +559,7 @@ def test_a_line_of_megabytes_is_one_position_and_the_lines_after_it_keep_theirs(
         (3, "created"),
     ]
     assert "over 1,000 KB of JSON" in entries[1]["why"]
-    assert "(line 2)" in entries[1]["why"]
+    assert entries[1]["why"].endswith("(line 2)")
     assert "retry_file" not in extra  # a line that is no message is never in retry_file, as null or otherwise
 
 
@@ -587,11 +587,30 @@ def test_an_unreadable_line_is_reported_with_its_line_number_and_never_in_retry_
     assert read_jsonl(storage, extra["retry_file"]) == [{"channel": "fax", "app": "a", "_clientRef": "position-3"}]
     entries = read_jsonl(storage, extra["report_file"])
     assert entries[1]["outcome"] == "not_sent"
-    assert "(line 2)" in entries[1]["why"]
+    assert "(line 2, column 28)" in entries[1]["why"]
     assert entries[1]["check"].startswith("fix this line of the input")
     assert entries[3]["check"].startswith("fix what `why` says, then send it again")
     assert "1 line of the input is no message at all" in job.result["message"]
     assert "Safe to send again: the 1 message in retry_file" in job.result["message"]
+
+
+def test_a_line_that_is_no_json_is_named_by_its_line_of_the_file_once_and_its_text_is_kept(workspace: Any) -> None:
+    """Its problem gives the file's line number once (with the column), and invalid_file keeps the
+    line's text (its first 1,000 characters), so that it can be found and fixed."""
+    ws, storage = workspace
+    lines = [json.dumps(m) for m in messages(3)]
+    lines.insert(3, "oops, not JSON " * 100)
+    storage.put("uploads/h.jsonl", ("\n".join(lines) + "\n").encode())
+    with Sandbox() as box:
+        job = run(ws, auth=auth(box), messages_file={"s3": "uploads/h.jsonl"})
+        assert box.requests == []
+    problem = job.result["message"].splitlines()[1]
+    assert problem.startswith("- messages[3]: is text but not JSON (line 4, column 1): Expecting value")
+    assert problem.count("line") == 2  # "line 4", and "each line must be ..."
+    assert problem.endswith("each line of the file must be one message object in JSON")
+    (entry,) = read_jsonl(storage, job.result["extra"]["invalid_file"])
+    assert entry["message"] is None
+    assert entry["text"] == ("oops, not JSON " * 100)[:1000]
 
 
 @pytest.mark.parametrize(

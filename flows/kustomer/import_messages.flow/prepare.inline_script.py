@@ -37,6 +37,7 @@ import contextlib
 import itertools
 import json
 import os
+import re
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -331,8 +332,10 @@ def _checked_batches(source: Callable[[], Iterator[Any]], folder: str) -> tuple[
             counts["messages"] += 1
             if problems:
                 counts["invalid"] += 1
-                unreadable += message is None
+                unreadable += message is None or isinstance(message, LineText)
                 line = {"position": position, "problems": problems, "message": message}
+                if isinstance(message, LineText):  # no message: the line's text, to find and fix it
+                    line.update(message=None, text=str(message))
                 invalid.write(json.dumps(line, separators=(",", ":")).encode() + b"\n")
                 shown.extend(problems[: max(0, SHOWN - len(shown))])
                 continue
@@ -433,10 +436,20 @@ def _chunks(reader: Any) -> Iterator[bytes]:
         yield chunk
 
 
+class LineText(str):
+    """The text of a line of the input that is no message (its first MAX_LINE_TEXT characters)."""
+
+
+MAX_LINE_TEXT = 1000
+_AT = re.compile(r" \(line \d+, column (\d+)\)")  # where the JSON parser stopped, in the line's own text
+_TEXT_ADVICE = "; give the message object, or its JSON text"  # the script's advice, for an argument
+
+
 def _lines(chunks: Iterator[bytes]) -> Iterator[tuple[int, Any, str]]:
     """JSON Lines: one message a line, blank lines skipped; a line that is not JSON is that position's
-    problem (with its line number), and the next line is read as usual. A line over the size a
-    message may have is one position, reported once, and memory holds at most that much of it."""
+    problem (with its line number in the file, and its text), and the next line is read as usual. A
+    line over the size a message may have is one position, reported once, and memory holds at most
+    that much of it."""
     position, line, carry, skipping = 0, 0, b"", False
     for chunk in _then_newline(chunks):
         data, start = carry + chunk, 0
@@ -446,13 +459,29 @@ def _lines(chunks: Iterator[bytes]) -> Iterator[tuple[int, Any, str]]:
                 skipping = False
             elif data[start:end].strip():
                 value, problem = _parsed(data[start:end])
-                yield position, value, f"{problem} (line {line})" if problem else ""
+                if problem:
+                    yield position, _line_text(data[start:end]), _at_line(problem, line)
+                else:
+                    yield position, value, ""
                 position += 1
             start = end + 1
         carry = b"" if skipping else data[start:]
         if len(carry) > MAX_MESSAGE_BYTES:  # report it now, and skip the rest of that line
-            yield position, None, f"{_parsed(carry)[1]} (line {line + 1})"
+            yield position, _line_text(carry), _at_line(_parsed(carry)[1], line + 1)
             position, carry, skipping = position + 1, b"", True
+
+
+def _at_line(problem: str, line: int) -> str:
+    """A line's problem, its place said once: the line of the file (the parser counts from the line's
+    own start, always line 1), with the column where the parser stopped, when it did."""
+    if _AT.search(problem):
+        where = _AT.sub(lambda found: f" (line {line}, column {found[1]})", problem, count=1)
+        return where.replace(_TEXT_ADVICE, "; each line of the file must be one message object in JSON")
+    return f"{problem} (line {line})"
+
+
+def _line_text(raw: bytes) -> LineText:
+    return LineText(raw[: 4 * MAX_LINE_TEXT].decode("utf-8", "replace")[:MAX_LINE_TEXT])
 
 
 def _then_newline(chunks: Iterator[bytes]) -> Iterator[bytes]:
