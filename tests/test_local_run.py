@@ -539,3 +539,15 @@ def test_an_import_of_one_message_says_one_message_in_its_log() -> None:
     assert "[send_group #0] Batch 1 (1 message from messages[0])" in done.stderr
     assert "; 1 message created so far" in done.stderr
     assert "[report] Wrote the report of 1 position in" in done.stderr
+
+
+def test_prepares_time_is_the_checking_not_the_wait_for_the_lease() -> None:
+    """prepare waits CLAIM_SETTLE seconds after it writes the lease; its "Checked ... in" says how long
+    the checking took, not that wait."""
+    done = run_cli(
+        "import_messages", "--file", "examples/history.jsonl", env={"KUSTOMER_IMPORT_CLAIM_SETTLE_SECONDS": "1.5"}
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    seconds = re.search(r"\[prepare\] Checked 3 messages in (\d+\.\d) s", done.stderr)
+    assert seconds, done.stderr
+    assert float(seconds[1]) < 1.0
