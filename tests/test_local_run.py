@@ -551,3 +551,16 @@ def test_prepares_time_is_the_checking_not_the_wait_for_the_lease() -> None:
     seconds = re.search(r"\[prepare\] Checked 3 messages in (\d+\.\d) s", done.stderr)
     assert seconds, done.stderr
     assert float(seconds[1]) < 1.0
+
+
+def test_the_readmes_file_with_problems_is_refused_whole_and_with_skip_invalid_sends_the_valid_ones() -> None:
+    """examples/history_with_problems.jsonl is what the README says: three invalid lines of five."""
+    refused = run_cli("import_messages", "--file", "examples/history_with_problems.jsonl", "--pretty")
+    assert refused.returncode == 1
+    assert refused.stdout.startswith("3 of 5 messages are invalid; nothing was sent.")
+    skipped = run_cli(
+        "import_messages", "--file", "examples/history_with_problems.jsonl", "--data", '{"skip_invalid": true}'
+    )
+    assert skipped.returncode == 1
+    counts = json.loads(skipped.stdout)["extra"]["counts"]
+    assert (counts["created"], counts["not_sent"]) == (2, 3)
