@@ -251,7 +251,10 @@ def test_the_summary_of_one_of_each_reads_as_english_and_names_a_line_that_is_no
     lines = job.result["message"].splitlines()
     assert lines[0] == "2 messages: 1 created, 0 failed, 0 outcome unknown, 1 not sent, 0 not sent yet."
     assert lines[1].startswith("- messages[1]: not_sent: messages[1]: is text but not JSON")
-    assert lines[2].startswith("1 line of the input is no message at all")
+    assert lines[2] == (
+        "1 line of the input is no message at all (report_file gives its line number): fix it in the input; it is "
+        "not in retry_file."
+    )
     assert "None" not in job.result["message"]
     assert " 1 lines" not in job.result["message"]
 

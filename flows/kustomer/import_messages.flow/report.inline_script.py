@@ -342,7 +342,11 @@ def _explain(report: dict[str, Any], runs: Runs) -> str:
     if report.get("unreadable"):
         lines.append(
             f"{_plural(report['unreadable'], 'line of the input is', 'lines of the input are')} no message at all "
-            "(report_file gives each one's line number): fix them in the input; they are not in retry_file."
+            + (
+                "(report_file gives its line number): fix it in the input; it is not in retry_file."
+                if report["unreadable"] == 1
+                else "(report_file gives each one's line number): fix them in the input; they are not in retry_file."
+            )
         )
     if "retry_file" in report:
         safe = counts["failed"] + counts["not_sent"] - report.get("unreadable", 0)
