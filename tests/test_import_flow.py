@@ -217,6 +217,58 @@ def test_a_dry_run_checks_everything_sends_nothing_and_says_what_the_import_woul
     assert job.result["counts"] == {"messages": 1234, "valid": 1234, "invalid": 0}
 
 
+def test_a_dry_run_lists_the_invalid_messages_as_a_run_would_and_sends_nothing(workspace: Any) -> None:
+    """dry_run checks every message: the problems a run would refuse are in its result (the first
+    ones) and in invalid_file (all of them), and nothing reaches Kustomer."""
+    ws, storage = workspace
+    lines = [json.dumps(m) for m in messages(4)]
+    lines[1] = json.dumps({"channel": "fax", "app": "a"})
+    lines[2] = "not json at all"
+    lines[3] = json.dumps({"channel": "chat"})
+    storage.put("uploads/h.jsonl", "".join(line + "\n" for line in lines).encode())
+    with Sandbox() as box:
+        job = run(ws, auth=auth(box), messages_file={"s3": "uploads/h.jsonl"}, dry_run=True)
+        assert box.requests == []
+    assert job.exit_code == 0, job.result
+    result = job.result
+    assert result["counts"] == {"messages": 4, "valid": 1, "invalid": 3}
+    assert [p.split(":")[0].split(".")[0] for p in result["problems"]] == ["messages[1]", "messages[2]", "messages[3]"]
+    assert "'fax' is not one of" in result["problems"][0]
+    assert result["summary"].startswith("3 of 4 messages are invalid: a run would send nothing")
+    assert "Nothing was sent" in result["summary"]
+    assert [entry["position"] for entry in read_jsonl(storage, result["invalid_file"])] == [1, 2, 3]
+    assert not any(key.endswith(("manifest.json", "lease.json")) for key in storage.objects("kustomer_import/"))
+
+
+def test_the_summary_of_one_of_each_reads_as_english_and_names_a_line_that_is_no_message_by_its_line(
+    workspace: Any,
+) -> None:
+    """skip_invalid with one line that is no JSON: no Python None in the summary, and no "1 lines"."""
+    ws, storage = workspace
+    storage.put("uploads/h.jsonl", (json.dumps(messages(1)[0]) + "\nnot json at all\n").encode())
+    with Sandbox() as box:
+        job = run(ws, auth=auth(box), messages_file={"s3": "uploads/h.jsonl"}, skip_invalid=True)
+    lines = job.result["message"].splitlines()
+    assert lines[0] == "2 messages: 1 created, 0 failed, 0 outcome unknown, 1 not sent, 0 not sent yet."
+    assert lines[1].startswith("- messages[1]: not_sent: messages[1]: is text but not JSON")
+    assert lines[2] == (
+        "1 line of the input is no message at all (report_file gives its line number): fix it in the input; it is "
+        "not in retry_file."
+    )
+    assert "None" not in job.result["message"]
+    assert " 1 lines" not in job.result["message"]
+
+
+def test_one_message_is_one_message_in_every_count(workspace: Any) -> None:
+    ws, storage = workspace
+    storage.put("uploads/h.jsonl", json.dumps({"channel": "fax", "app": "a"}).encode() + b"\n")
+    with Sandbox() as box:
+        job = run(ws, auth=auth(box), messages_file={"s3": "uploads/h.jsonl"}, skip_invalid=True)
+    lines = job.result["message"].splitlines()
+    assert lines[0] == "1 message: 0 created, 0 failed, 0 outcome unknown, 1 not sent, 0 not sent yet."
+    assert lines[-1].startswith("Safe to send again: the 1 message in retry_file (failed or not sent: it was not")
+
+
 def test_messages_inline_and_as_a_file_at_once_are_refused(workspace: Any) -> None:
     ws, storage = workspace
     storage.put("uploads/h.jsonl", jsonl(messages(3)))
@@ -340,7 +392,7 @@ def test_a_json_lines_file_reports_each_bad_line_at_its_position(workspace: Any)
         assert box.requests == []
     text = job.result["message"]
     assert text.startswith("2 of 5 messages are invalid; nothing was sent.")
-    assert "- messages[2]: is text but not JSON (line 1, column 28): Expecting value" in text
+    assert "- messages[2]: is text but not JSON (line 3, column 28): Expecting value" in text
     assert "- messages[3]: the JSON text names the key 'app' twice in one object" in text
 
 
@@ -510,7 +562,7 @@ def test_a_line_of_megabytes_is_one_position_and_the_lines_after_it_keep_theirs(
         (3, "created"),
     ]
     assert "over 1,000 KB of JSON" in entries[1]["why"]
-    assert "(line 2)" in entries[1]["why"]
+    assert entries[1]["why"].endswith("(line 2)")
     assert "retry_file" not in extra  # a line that is no message is never in retry_file, as null or otherwise
 
 
@@ -538,11 +590,30 @@ def test_an_unreadable_line_is_reported_with_its_line_number_and_never_in_retry_
     assert read_jsonl(storage, extra["retry_file"]) == [{"channel": "fax", "app": "a", "_clientRef": "position-3"}]
     entries = read_jsonl(storage, extra["report_file"])
     assert entries[1]["outcome"] == "not_sent"
-    assert "(line 2)" in entries[1]["why"]
+    assert "(line 2, column 28)" in entries[1]["why"]
     assert entries[1]["check"].startswith("fix this line of the input")
     assert entries[3]["check"].startswith("fix what `why` says, then send it again")
-    assert "1 lines of the input are no message at all" in job.result["message"]
-    assert "Safe to send again: the 1 messages in retry_file" in job.result["message"]
+    assert "1 line of the input is no message at all" in job.result["message"]
+    assert "Safe to send again: the 1 message in retry_file" in job.result["message"]
+
+
+def test_a_line_that_is_no_json_is_named_by_its_line_of_the_file_once_and_its_text_is_kept(workspace: Any) -> None:
+    """Its problem gives the file's line number once (with the column), and invalid_file keeps the
+    line's text (its first 1,000 characters), so that it can be found and fixed."""
+    ws, storage = workspace
+    lines = [json.dumps(m) for m in messages(3)]
+    lines.insert(3, "oops, not JSON " * 100)
+    storage.put("uploads/h.jsonl", ("\n".join(lines) + "\n").encode())
+    with Sandbox() as box:
+        job = run(ws, auth=auth(box), messages_file={"s3": "uploads/h.jsonl"})
+        assert box.requests == []
+    problem = job.result["message"].splitlines()[1]
+    assert problem.startswith("- messages[3]: is text but not JSON (line 4, column 1): Expecting value")
+    assert problem.count("line") == 2  # "line 4", and "each line must be ..."
+    assert problem.endswith("each line of the file must be one message object in JSON")
+    (entry,) = read_jsonl(storage, job.result["extra"]["invalid_file"])
+    assert entry["message"] is None
+    assert entry["text"] == ("oops, not JSON " * 100)[:1000]
 
 
 @pytest.mark.parametrize(

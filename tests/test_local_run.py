@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
+import signal
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -116,18 +120,27 @@ def test_an_exception_becomes_windmills_error_object_and_exit_code_1(probe: Path
     assert job.result["extra"] == {"status": 418}
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def cli_env(env: dict[str, str] | None = None) -> dict[str, str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("KUSTOMER_")}
     quick = {"WHITELIST_ENVS": ",".join(QUICK_STEPS), **QUICK_STEPS}  # the import's waits, for a sandbox
-    return subprocess.run(
-        [str(BIN / "local-run"), *args],
-        cwd=ROOT,
-        env={**base, **quick, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return {**base, **quick, **(env or {})}
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """local-run in the checkout, as a user runs it; its workspace storage and reports in a folder of
+    their own (a fresh one for each call, unless the test gives them), never in the checkout."""
+    with tempfile.TemporaryDirectory(prefix="local-run-") as folder:
+        given = [] if "--storage-dir" in args else ["--storage-dir", f"{folder}/storage"]
+        given += [] if "--report-dir" in args else ["--report-dir", f"{folder}/reports"]
+        return subprocess.run(
+            [str(BIN / "local-run"), *args, *given],
+            cwd=ROOT,
+            env=cli_env(env),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
 
 
 def test_cli_without_a_key_uses_the_embedded_sandbox() -> None:
@@ -370,3 +383,184 @@ def test_the_command_that_sends_failed_messages_again_keeps_the_resource_file_an
     command = next(line for line in done.stderr.splitlines() if "to send again" in line)
     assert command.endswith(f"--resource @{resource}")
     assert "k-secret-0123456789" not in done.stdout + done.stderr
+
+
+# ---- an import run again locally ----
+
+
+def test_an_import_run_again_locally_goes_on_with_the_same_storage_and_sends_nothing_twice(tmp_path: Path) -> None:
+    """local-run keeps its workspace storage between runs (--storage-dir): the same import against the
+    same Kustomer is the same import, as in Windmill, so a second run creates nothing again."""
+    storage = ["--storage-dir", str(tmp_path / "storage"), "--report-dir", str(tmp_path / "r")]
+    with Sandbox() as sandbox:
+        env = {"KUSTOMER_API_KEY": "k-0123456789", "KUSTOMER_BASE_URL": sandbox.url}
+        first = run_cli("import_messages", "--file", "examples/history.jsonl", *storage, env=env)
+        second = run_cli("import_messages", "--file", "examples/history.jsonl", *storage, env=env)
+        created = sandbox.created_by_ref
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert created == {"position-0": 1, "position-1": 1, "position-2": 1}
+    assert json.loads(second.stdout) == json.loads(first.stdout)
+    assert "is finished: nothing to send" in second.stderr
+
+
+def test_an_import_into_the_embedded_sandbox_keeps_nothing_in_the_storage_folder(tmp_path: Path) -> None:
+    """The embedded sandbox ends with the run, so what the import kept would name messages gone with it."""
+    done = run_cli("import_messages", "--file", "examples/history.jsonl", "--storage-dir", str(tmp_path / "s"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert not list((tmp_path / "s").rglob("*.json*"))
+
+
+def test_ctrl_c_stops_the_import_at_once_and_says_so_in_one_line(tmp_path: Path) -> None:
+    """Ctrl-C during an import: the running job is stopped with local-run (nothing reaches Kustomer
+    after it exited), one line says so and how to go on, no traceback, exit code 130. The terminal
+    sends SIGINT to local-run's whole process group, the job's process included."""
+    history = tmp_path / "history.jsonl"
+    history.write_text(
+        "".join(json.dumps({"channel": "chat", "app": "a", "preview": f"m{i}"}) + "\n" for i in range(3000))
+    )
+    options = ["--storage-dir", str(tmp_path / "s"), "--report-dir", str(tmp_path / "r")]
+    options += ["--data", '{"max_requests_per_minute": 120}']  # a request every 0.5 s: the job's sends wait their turn
+    with Sandbox(latency=0.2) as sandbox:
+        env = {"KUSTOMER_API_KEY": "k-0123456789", "KUSTOMER_BASE_URL": sandbox.url}
+        process = subprocess.Popen(
+            [str(BIN / "local-run"), "import_messages", "--file", str(history), *options],
+            cwd=ROOT,
+            env=cli_env(env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # its own process group, as a terminal's foreground job
+        )
+        deadline = time.monotonic() + 30
+        while not any(r["path"] == "/v1/messages/bulk" for r in sandbox.requests) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the foreground process group
+        out, err = process.communicate(timeout=30)
+        time.sleep(0.3)  # a request written before the job was stopped may still be in the sandbox's socket
+        after_exit = len(sandbox.requests)
+        time.sleep(2)
+        later = len(sandbox.requests)
+    assert process.returncode == 130, out + err
+    assert "Traceback" not in out + err
+    assert err.splitlines()[-1] == (
+        "local-run: interrupted: the running job was stopped and nothing more is sent to Kustomer; run the same "
+        "command again to go on with the import where it stopped (what may have gone out is looked up, never sent "
+        "twice)"
+    )
+    assert later == after_exit  # nothing was sent after local-run exited
+
+
+def test_every_file_a_readme_local_run_command_names_exists() -> None:
+    """A command copied from the README runs from the checkout: its --file and @FILE paths are there."""
+    readme = (ROOT / "README.md").read_text()
+    commands = re.findall(r"^\$ (uv run local-run .*)$", readme, re.M)  # in the console blocks
+    prose = re.sub(r"^```.*?^```", "", readme, flags=re.M | re.S)
+    commands += [span for span in re.findall(r"`([^`]+)`", prose) if "local-run " in span]  # and in the text
+    named = [
+        path
+        for command in commands
+        for path in re.findall(r"(?:--file\s+|--(?:data|resource|variables)\s+@)([^\s'\"\]]+)", command)
+        if "." in path or "/" in path  # not a placeholder such as MESSAGES
+    ]
+    assert "examples/history.jsonl" in named
+    assert [path for path in named if not (ROOT / path).is_file()] == []
+
+
+def test_the_command_that_sends_failed_messages_again_is_safe_to_paste_after_an_inline_resource(
+    tmp_path: Path,
+) -> None:
+    """An inline --resource is never echoed (it holds a key), nor shown as something a shell misreads
+    (`<the same>` is a redirect): the command names a file to save it in; the pace and label carry over."""
+    history = tmp_path / "history.jsonl"
+    history.write_text(json.dumps({"channel": "chat", "app": "a", "preview": "sandbox:fail"}) + "\n")
+    data = {"max_requests_per_minute": 600, "import_label": "spring's move"}
+    with Sandbox() as sandbox:
+        resource = json.dumps({"apiKey": "k-secret-0123456789", "baseUrl": sandbox.url})
+        done = run_cli("import_messages", "--file", str(history), "--resource", resource, "--data", json.dumps(data))
+    assert done.returncode == 1, done.stdout + done.stderr
+    said = next(line for line in done.stderr.splitlines() if "to send again" in line)
+    assert "your-resource.json" in said.split(": ", 2)[1]  # the note says where the resource goes
+    argv = shlex.split(said.split(": ", 2)[2])
+    assert argv[:5] == ["uv", "run", "local-run", "import_messages", "--file"]
+    assert argv[6:] == ["--resource", "@your-resource.json", "--data", json.dumps(data)]
+    assert "k-secret-0123456789" not in done.stdout + done.stderr
+
+
+def test_a_dry_run_with_invalid_messages_saves_the_invalid_file_and_lists_the_problems(tmp_path: Path) -> None:
+    history = tmp_path / "history.jsonl"
+    history.write_text(
+        json.dumps({"channel": "chat", "app": "a"}) + "\n" + json.dumps({"channel": "fax", "app": "a"}) + "\n"
+    )
+    done = run_cli(
+        "import_messages", "--file", str(history), "--data", '{"dry_run": true}', "--report-dir", str(tmp_path / "r")
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads(done.stdout)
+    assert result["counts"]["invalid"] == 1
+    assert result["problems"][0].startswith("messages[1].channel: 'fax' is not one of")
+    said = next(line for line in done.stderr.splitlines() if "every invalid message" in line)
+    invalid = Path(said.split(": ", 2)[2].split(";")[0])
+    assert [json.loads(line)["position"] for line in invalid.read_text().splitlines()] == [1]
+
+
+@pytest.mark.parametrize(
+    ("resource", "said"),
+    [
+        (
+            {"apiKey": "k-secret-0123456789"},
+            "local-run: using the resource given with --resource: the REAL Kustomer API at https://api.kustomerapp.com",
+        ),
+        (
+            {"apiKey": "k-secret-0123456789", "baseUrl": "https://acme.api.kustomerapp.com/"},
+            "local-run: using the resource given with --resource: the REAL Kustomer API at https://acme.api.kustomerapp.com",
+        ),
+        (
+            {"apiKey": "k-secret-0123456789", "baseUrl": "http://127.0.0.1:8787"},
+            "local-run: using the resource given with --resource: a local server at http://127.0.0.1:8787",
+        ),
+    ],
+    ids=["the-default-host", "an-org-host", "a-local-sandbox"],
+)
+def test_a_resource_given_with_resource_says_which_kustomer_it_points_at(resource: dict[str, str], said: str) -> None:
+    """As with KUSTOMER_API_KEY, stderr says which Kustomer: the real one or a local server; never the key.
+    (The body is invalid: nothing is sent anywhere.)"""
+    done = run_cli("create_message", "--data", '{"body": {"channel": "fax"}}', "--resource", json.dumps(resource))
+    assert done.returncode == 1
+    assert said in done.stderr.splitlines()
+    assert "k-secret-0123456789" not in done.stdout + done.stderr
+
+
+def test_an_import_of_one_message_says_one_message_in_its_log() -> None:
+    data = json.dumps({"messages": [{"channel": "chat", "app": "api", "preview": "hi"}]})
+    done = run_cli("import_messages", "--data", data)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "[prepare] Checked 1 message in" in done.stderr
+    assert "[send_group #0] Batch 1 (1 message from messages[0])" in done.stderr
+    assert "; 1 message created so far" in done.stderr
+    assert "[report] Wrote the report of 1 position in" in done.stderr
+
+
+def test_prepares_time_is_the_checking_not_the_wait_for_the_lease() -> None:
+    """prepare waits CLAIM_SETTLE seconds after it writes the lease; its "Checked ... in" says how long
+    the checking took, not that wait."""
+    done = run_cli(
+        "import_messages", "--file", "examples/history.jsonl", env={"KUSTOMER_IMPORT_CLAIM_SETTLE_SECONDS": "1.5"}
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    seconds = re.search(r"\[prepare\] Checked 3 messages in (\d+\.\d) s", done.stderr)
+    assert seconds, done.stderr
+    assert float(seconds[1]) < 1.0
+
+
+def test_the_readmes_file_with_problems_is_refused_whole_and_with_skip_invalid_sends_the_valid_ones() -> None:
+    """examples/history_with_problems.jsonl is what the README says: three invalid lines of five."""
+    refused = run_cli("import_messages", "--file", "examples/history_with_problems.jsonl", "--pretty")
+    assert refused.returncode == 1
+    assert refused.stdout.startswith("3 of 5 messages are invalid; nothing was sent.")
+    skipped = run_cli(
+        "import_messages", "--file", "examples/history_with_problems.jsonl", "--data", '{"skip_invalid": true}'
+    )
+    assert skipped.returncode == 1
+    counts = json.loads(skipped.stdout)["extra"]["counts"]
+    assert (counts["created"], counts["not_sent"]) == (2, 3)

@@ -75,11 +75,14 @@ class _Flow(NamedTuple):
 
 
 @contextlib.contextmanager
-def local_workspace(cloud: bool = True, **store: Any) -> Iterator[tuple[Workspace, WindmillStorage]]:
-    """A workspace with its object storage and script loader served on loopback."""
+def local_workspace(
+    cloud: bool = True, storage_folder: Path | None = None, **store: Any
+) -> Iterator[tuple[Workspace, WindmillStorage]]:
+    """A workspace with its object storage and script loader served on loopback; the storage's objects
+    in `storage_folder`, kept after it, or else in a temporary folder."""
     workspace = Workspace(cloud=cloud, **store)
     scripts = {f"f/kustomer/{name}": SCRIPTS / f"{name}.py" for name in workspace_scripts()}
-    with WindmillStorage(workspace, scripts) as storage:
+    with WindmillStorage(workspace, scripts, storage_folder) as storage:
         yield workspace, storage
 
 
@@ -228,7 +231,8 @@ class _Progress:
             left = elapsed / self.count * (self.total - self.count)
             line = f"[{self.step}] {self.count} of {self.total} done in {elapsed:.0f} s, about {left:.0f} s left"
             if self.created:
-                line += f"; {self.created} messages created so far ({self.created / max(elapsed, 1e-3) * 60:.0f}/min)"
+                created = f"{self.created} message{'' if self.created == 1 else 's'}"
+                line += f"; {created} created so far ({self.created / max(elapsed, 1e-3) * 60:.0f}/min)"
             self.flow.log(line)
 
 

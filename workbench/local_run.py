@@ -2,6 +2,7 @@
 
     uv run local-run NAME [--data JSON | --data @FILE] [--resource JSON | --resource @FILE] [--pretty]
                           [--file MESSAGES.jsonl] [--variables @FILE] [--no-cloud] [--report-dir DIR]
+                          [--storage-dir DIR]
 
 NAME is a script (create_message, f/kustomer/create_message, a .py file) or a flow (import_messages,
 a .flow folder). Each script runs as a worker-style job (workbench/worker.py): a fresh process, the
@@ -10,7 +11,9 @@ worker's wrapper, its result encoding and its error object.
 Every job runs in a local workspace (workbench/workspace.py): its arguments interpolated as the
 worker does (`$var:`/`$res:` from --variables, `$WM_TOKEN` the job's own token), its own WM_TOKEN,
 Cloud's limits unless --no-cloud, and a stand-in of the workspace storage on loopback, where --file
-is uploaded for the import flow. Each step's log is printed on stderr as it is written.
+is uploaded for the import flow. The storage's objects are kept in --storage-dir between runs, as a
+real workspace keeps them: an import run again goes on where the last run stopped, and a finished
+one sends nothing again. Each step's log is printed on stderr as it is written.
 
 The `auth` resource comes from --resource, or `auth` in --data; else from KUSTOMER_API_KEY (and
 KUSTOMER_BASE_URL); else the embedded sandbox is started on a free loopback port. stderr says which.
@@ -24,14 +27,18 @@ import contextlib
 import difflib
 import json
 import os
+import shlex
+import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from workbench.local_flow import local_workspace, run_flow_job
 from workbench.paths import FLOWS, ROOT, SCRIPTS, script_names
 from workbench.windmill_storage import WindmillStorage
-from workbench.worker import JobResult, run_job
+from workbench.worker import JobResult, run_job, stop_running_jobs
+
+STORAGE_DIR = "import-reports/.storage"  # gitignored with the reports
 
 
 def resolve(name: str) -> Path:
@@ -92,6 +99,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variables", help="the workspace's variables and resources: {path: value} or @FILE")
     parser.add_argument("--report-dir", default="import-reports", help="where a flow's report files are saved")
     parser.add_argument(
+        "--storage-dir",
+        default=STORAGE_DIR,
+        help=f"where the local workspace storage is kept between runs (default {STORAGE_DIR}): an import run "
+        "again goes on from there and never sends a message twice; delete it to forget every local import",
+    )
+    parser.add_argument(
         "--cloud",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -120,25 +133,88 @@ def main(argv: list[str] | None = None) -> int:
     variables = {k: v for k, v in store.items() if isinstance(v, str)}
     resources = {k: v for k, v in store.items() if not isinstance(v, str)}
 
-    with contextlib.ExitStack() as stack:
-        args["auth"] = kustomer_auth(args, options.resource, stack)
-        workspace, storage = stack.enter_context(
-            local_workspace(cloud=options.cloud, variables=variables, resources=resources)
-        )
-        if options.file:
-            args["messages_file"] = upload(storage, Path(options.file))
+    resume = resume_options(options, args)  # before `auth` is added to the arguments
+    embedded = False
+    handlers = {signum: signal.signal(signum, _stop_jobs_and_raise) for signum in STOP_SIGNALS}
+    try:
+        with contextlib.ExitStack() as stack:
+            args["auth"], embedded = kustomer_auth(args, options.resource, stack)
+            try:
+                workspace, storage = stack.enter_context(
+                    local_workspace(
+                        cloud=options.cloud,
+                        # what was sent to the embedded sandbox ends with it: its imports are not kept either
+                        storage_folder=None if embedded else Path(options.storage_dir),
+                        variables=variables,
+                        resources=resources,
+                    )
+                )
+            except OSError as exc:
+                raise SystemExit(
+                    f"local-run: cannot keep the workspace storage in --storage-dir {options.storage_dir!r} "
+                    f"({exc.strerror or exc}); give another folder. Nothing was run."
+                ) from None
+            if options.file:
+                args["messages_file"] = upload(storage, Path(options.file))
+                stack.callback(storage.delete, args["messages_file"]["s3"])  # the import keeps its own copy
 
-        def log(line: str) -> None:
-            print(line, file=sys.stderr, flush=True)
+            def log(line: str) -> None:
+                print(line, file=sys.stderr, flush=True)
 
-        if is_flow:
-            job = run_flow_job(target, args, workspace, log)
-        else:
-            job = run_job(target, args, workspace=workspace, on_log=log)
-        if is_flow:
-            save_report(job, storage, Path(options.report_dir), target, resume_options(options))
+            if is_flow:
+                job = run_flow_job(target, args, workspace, log)
+            else:
+                job = run_job(target, args, workspace=workspace, on_log=log)
+            if is_flow:
+                save_report(job, storage, Path(options.report_dir), target, resume)
+    except Interrupted as stop:
+        say(interrupted_line(stop.signum, is_flow, embedded))
+        return 128 + stop.signum
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
     print(printed(job, options.pretty))
     return job.exit_code
+
+
+# Ctrl-C, and the signals that end a run from outside (kill, a closed terminal): the job is stopped too.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class Interrupted(KeyboardInterrupt):
+    """local-run was interrupted (Ctrl-C) or told to stop; its running job is already stopped."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop_jobs_and_raise(signum: int, frame: object) -> None:
+    """Stop the running job at once (its process group), then unwind: no job outlives local-run. The
+    job runs in its own process group, so a terminal's Ctrl-C reaches local-run alone, and this."""
+    for each in STOP_SIGNALS:
+        signal.signal(each, signal.SIG_IGN)  # a second Ctrl-C while stopping changes nothing
+    stop_running_jobs()
+    raise Interrupted(signum)
+
+
+def interrupted_line(signum: int, is_flow: bool, embedded: bool) -> str:
+    """What an interrupted run says, in one line: that nothing more is sent, and what running again does."""
+    what = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
+    if not is_flow:
+        return (
+            f"{what}: the running job was stopped and nothing more is sent to Kustomer (a request already on its "
+            "way may have been applied)"
+        )
+    if embedded:
+        return (
+            f"{what}: the running job was stopped and nothing more is sent; the embedded sandbox ended with it, so "
+            "running the same command again starts the import over"
+        )
+    return (
+        f"{what}: the running job was stopped and nothing more is sent to Kustomer; run the same command again to "
+        "go on with the import where it stopped (what may have gone out is looked up, never sent twice)"
+    )
 
 
 def say(line: str) -> None:
@@ -180,15 +256,16 @@ def refuse_unknown_inputs(target: Path, args: dict[str, Any]) -> None:
     )
 
 
-def kustomer_auth(args: dict[str, Any], resource: str | None, stack: contextlib.ExitStack) -> Any:
+def kustomer_auth(args: dict[str, Any], resource: str | None, stack: contextlib.ExitStack) -> tuple[Any, bool]:
     """Which Kustomer: an explicit `auth` (--resource, or in --data) first; then KUSTOMER_API_KEY; then
-    the embedded sandbox. stderr says which."""
+    the embedded sandbox (the second value: True). stderr says which."""
     if resource:
-        say("using the resource given with --resource")
-        return read_json_option(resource, "--resource")
+        given = read_json_option(resource, "--resource")
+        say(f"using the resource given with --resource{kustomer_of(given)}")
+        return given, False
     if "auth" in args:
-        say("using the auth given in --data")
-        return args["auth"]
+        say(f"using the auth given in --data{kustomer_of(args['auth'])}")
+        return args["auth"], False
     if os.environ.get("KUSTOMER_API_KEY"):
         auth = {"apiKey": os.environ["KUSTOMER_API_KEY"]}
         if os.environ.get("KUSTOMER_BASE_URL"):
@@ -198,12 +275,30 @@ def kustomer_auth(args: dict[str, Any], resource: str | None, stack: contextlib.
             say(f"using the local server at {where} (KUSTOMER_API_KEY and KUSTOMER_BASE_URL)")
         else:
             say(f"using the REAL Kustomer API at {where} (KUSTOMER_API_KEY is set)")
-        return auth
+        return auth, False
     from workbench.sandbox import Sandbox
 
     sandbox = stack.enter_context(Sandbox())
     say(f"using the embedded Kustomer sandbox at {sandbox.url} (no key needed)")
-    return {"apiKey": "sandbox-key", "baseUrl": sandbox.url}
+    return {"apiKey": "sandbox-key", "baseUrl": sandbox.url}, True
+
+
+def kustomer_of(auth: Any) -> str:
+    """Which Kustomer a resource points at, by its baseUrl: its scheme, host and port only, so never a
+    key, even one pasted in the wrong field; nothing for a resource that is not one (the job says why)."""
+    from urllib.parse import urlsplit
+
+    base = (auth.get("baseUrl") or "https://api.kustomerapp.com") if isinstance(auth, dict) else None
+    if not isinstance(base, str):
+        return ""
+    try:
+        parts = urlsplit(base.strip())
+        shown = f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    except ValueError:
+        return ""
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return ""
+    return f": a local server at {shown}" if is_loopback_url(base.strip()) else f": the REAL Kustomer API at {shown}"
 
 
 def upload(storage: WindmillStorage, file: Path) -> dict[str, str]:
@@ -216,20 +311,42 @@ def upload(storage: WindmillStorage, file: Path) -> dict[str, str]:
     return {"s3": key}
 
 
-def resume_options(options: argparse.Namespace) -> str:
-    """The options that make a later run go where this one went: the same resource (as it was given:
-    an @file by its name; inline JSON is not echoed, it may hold a key) and the same rules."""
+RESOURCE_FILE = "your-resource.json"  # where the printed command asks for a resource given inline
+CARRIED = ("max_requests_per_minute", "import_label")  # the --data inputs a later run keeps: none is secret
+
+
+class Resume(NamedTuple):
+    """The options that make a later run go where this one went, and what to do first, if anything."""
+
+    options: str
+    note: str = ""
+
+
+def resume_options(options: argparse.Namespace, data: dict[str, Any]) -> Resume:
+    """The same Kustomer (a resource file by its name; a resource given inline, with --resource or as
+    `auth` in --data, is never echoed, it holds a key: the command names a file to save it in), the same
+    pace and label, the same rules; every word quoted for a shell."""
     given = []
-    if options.resource:
-        given.append(f"--resource {options.resource}" if options.resource.startswith("@") else "--resource <the same>")
+    note = ""
+    if (options.resource and not options.resource.startswith("@")) or (not options.resource and "auth" in data):
+        where = "--resource" if options.resource else "'auth' in --data"
+        given += ["--resource", f"@{RESOURCE_FILE}"]
+        note = f" (first save the resource you gave with {where} as {RESOURCE_FILE}; its key is not printed)"
+    elif options.resource:
+        given += ["--resource", options.resource]
+    carried = {name: data[name] for name in CARRIED if name in data}
+    if carried:
+        given += ["--data", json.dumps(carried, ensure_ascii=False)]
     if not options.cloud:
         given.append("--no-cloud")
-    return "".join(f" {g}" for g in given)
+    return Resume("".join(f" {shlex.quote(g)}" for g in given), note)
 
 
-def save_report(job: JobResult, storage: WindmillStorage, folder: Path, flow: Path, options: str = "") -> None:
-    """Keep the report files of an import (the stand-in storage goes away with this run), and say the
-    exact command that sends again what failed."""
+def save_report(
+    job: JobResult, storage: WindmillStorage, folder: Path, flow: Path, resume: Resume | None = None
+) -> None:
+    """Keep the report files of an import beside its report (where a user looks for them, not in the
+    storage folder), and say the exact command that sends again what failed."""
     report = job.result.get("extra", job.result) if isinstance(job.result, dict) else None
     if not isinstance(report, dict):
         return
@@ -247,12 +364,13 @@ def save_report(job: JobResult, storage: WindmillStorage, folder: Path, flow: Pa
             saved[name] = target
     say(f"the report is in {run}/ (report.json and {', '.join(p.name for p in saved.values())})")
     name = flow.name.removesuffix(".flow")
+    resume = resume or Resume("")
     if "invalid_file" in saved and "report_file" not in saved:
         say(f"every invalid message and its problems: {saved['invalid_file']}; fix them, then run again")
     if "retry_file" in saved:
         say(
-            "to send again the messages that were not created, once the reasons in the report are fixed: "
-            f"uv run local-run {name} --file {saved['retry_file']}{options}"
+            f"to send again the messages that were not created, once the reasons in the report are fixed{resume.note}: "
+            f"uv run local-run {name} --file {shlex.quote(str(saved['retry_file']))}{resume.options}"
         )
     if "unknown_file" in saved:
         say(f"check the messages in {saved['unknown_file']} before sending them again")

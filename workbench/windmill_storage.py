@@ -15,8 +15,9 @@ storage and the script loader. Exactly the routes the real clients call, read fr
 A missing object answers 404 (the S3 "NoSuchKey" status; the real server's own code is not public).
 With a `Chaos` on the workspace, every request is an event it may answer with a 500 or use to kill
 the running job (workbench/chaos.py). Every request must carry a job token the workspace issued.
-Objects live in a temporary folder; bytes read and written, and requests, are counted for the
-benchmark.
+Objects live in a temporary folder, deleted at the end, or in a given folder, which is kept (local-run
+keeps its workspace storage between runs, as a real workspace does); bytes read and written, and
+requests, are counted for the benchmark.
 """
 
 from __future__ import annotations
@@ -41,10 +42,13 @@ _CHUNK = 64 * 1024
 class WindmillStorage:
     """Serves a workspace's object storage and scripts on loopback while in a `with` block."""
 
-    def __init__(self, workspace: Workspace, scripts: dict[str, Path]) -> None:
+    def __init__(self, workspace: Workspace, scripts: dict[str, Path], folder: Path | None = None) -> None:
         self.workspace = workspace
         self.scripts = scripts  # workspace path (f/kustomer/create_message) -> file
-        self.folder = Path(tempfile.mkdtemp(prefix="windmill-storage-"))
+        self.kept = folder is not None  # a given folder outlives this storage; a temporary one does not
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+        self.folder = folder.resolve() if folder is not None else Path(tempfile.mkdtemp(prefix="windmill-storage-"))
         self.bytes_written = 0
         self.bytes_read = 0
         self.requests = 0  # object reads, writes and deletes
@@ -67,7 +71,8 @@ class WindmillStorage:
     def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
         self.server.server_close()
-        shutil.rmtree(self.folder, ignore_errors=True)
+        if not self.kept:
+            shutil.rmtree(self.folder, ignore_errors=True)
 
     def path_of(self, key: str) -> Path | None:
         """Where an object is kept; None for a key that would leave the folder."""
@@ -90,6 +95,12 @@ class WindmillStorage:
             for path in self.folder.rglob("*")
             if path.is_file() and path.relative_to(self.folder).as_posix().startswith(prefix)
         }
+
+    def delete(self, key: str) -> None:
+        """Remove an object directly, if it is there."""
+        path = self.path_of(key)
+        assert path is not None, f"not a storage key: {key!r}"
+        path.unlink(missing_ok=True)
 
     def get(self, key: str) -> bytes:
         path = self.path_of(key)

@@ -18,10 +18,12 @@ What a workspace does around the job (interpolation, tokens, limits) is workbenc
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -37,6 +39,27 @@ from workbench.workspace import CLOUD_JOB_TIMEOUT, CLOUD_SCRIPT_RESULT_BYTES, TO
 
 # The worker starts the job with a cleared environment plus these, and its proxy settings (below).
 _PASSED_ENV = ("PATH", "HOME", "TZ")
+
+# The jobs' processes running now, each the leader of its own process group: what stop_running_jobs ends.
+_RUNNING: set[subprocess.Popen[str]] = set()
+_RUNNING_LOCK = threading.Lock()
+
+
+def stop_running_jobs() -> None:
+    """Kill every job process running now, with whatever it started, at once: what an interrupted
+    local-run does before it exits, so that no job goes on sending after it (a job's threads would
+    finish their requests before its process ends)."""
+    with _RUNNING_LOCK:
+        running = list(_RUNNING)
+    for process in running:
+        _stop(process)
+
+
+def _stop(process: subprocess.Popen[str]) -> None:
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # its group: the job and anything it started
+    process.wait()
 
 
 def proxy_envs() -> dict[str, str]:
@@ -235,11 +258,24 @@ def _run_streaming(
 ) -> tuple[int, str, str]:
     """Run the job's process; its stdout and stderr merged line by line as they come, as the worker
     reads them into the job's log (handle_child.rs), each line also given to `on_log` at once. The
-    last value says whether a fault ended it ("restart", "cancel") or nothing did ("")."""
+    last value says whether a fault ended it ("restart", "cancel") or nothing did ("").
+
+    The job runs in a process group of its own: a terminal's Ctrl-C reaches the runner, which stops
+    the job at once (any exception here, KeyboardInterrupt included, kills it before it propagates),
+    rather than the job, whose threads would go on with their requests."""
     lines: list[str] = []
     with subprocess.Popen(
-        command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+        command,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+        process_group=0,
     ) as process:
+        with _RUNNING_LOCK:
+            _RUNNING.add(process)
         if chaos:
             chaos.started(process)
         killed = threading.Event()
@@ -257,8 +293,13 @@ def _run_streaming(
                 if on_log and line.strip():
                     on_log(line.rstrip("\n"))
             process.wait()
+        except BaseException:
+            _stop(process)
+            raise
         finally:
             timer.cancel()
+            with _RUNNING_LOCK:
+                _RUNNING.discard(process)
             ended = chaos.ended(process) if chaos else ""
         if killed.is_set():
             raise subprocess.TimeoutExpired(command, timeout)

@@ -24,7 +24,8 @@ storage (`messages_file`: JSON Lines, or one JSON array), copied once to a local
 is taken. Every message is checked with bulk_create_messages' own rules (imported from the deployed
 script, so the check and the send cannot drift) and gets a `_clientRef` from its position when it has
 none. An invalid message stops the import before anything is written, with every invalid position in
-`invalid_file`; with `skip_invalid` the valid ones go on. `dry_run` checks and plans, and writes nothing.
+`invalid_file`; with `skip_invalid` the valid ones go on. `dry_run` checks and plans, sends nothing and
+writes nothing but `invalid_file` (the same a run would write), whose first problems its result lists.
 
 The result stays small whatever the import's size: the import's id, the groups of batches the loop
 iterates over (each a job: see `group_size`), and counts.
@@ -36,6 +37,7 @@ import contextlib
 import itertools
 import json
 import os
+import re
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -89,7 +91,6 @@ def main(
     dry_run: bool = False,
     max_requests_per_minute: int = 0,
 ) -> dict[str, Any]:
-    started = time.monotonic()
     _check_inputs(auth, import_label, max_requests_per_minute, skip_invalid, dry_run, messages_file)
     with tempfile.TemporaryDirectory(prefix="kustomer-import-") as folder:
         source, digest = _spooled(messages, messages_file, folder)
@@ -98,15 +99,17 @@ def main(
         ).hexdigest()
         run = os.environ.get("WM_ROOT_FLOW_JOB_ID") or os.environ.get("WM_JOB_ID") or "local"
         if dry_run:
-            return _dry_run(source, folder, max_requests_per_minute)
+            return _dry_run(source, folder, max_requests_per_minute, import_id)
         _claim(import_id, run)
         manifest = store.load_json(f"{store.import_folder(import_id)}/manifest.json")
         if manifest is None:
+            started = time.monotonic()  # the checking's time: not the copy, nor the lease's settle wait
             manifest = _cut(
                 source, folder, import_id, skip_invalid, inline=messages_file is None or not messages_file.get("s3")
             )
+            checked = _plural(manifest["counts"]["messages"], "message", "messages")
             print(
-                f"Checked {manifest['counts']['messages']} messages in {time.monotonic() - started:.1f} s: "
+                f"Checked {checked} in {time.monotonic() - started:.1f} s: "
                 f"{manifest['counts']['valid']} valid, in {_plural(manifest['batches'], 'batch', 'batches')}, "
                 f"{manifest['counts']['invalid']} invalid{' (skipped)' if manifest['counts']['invalid'] else ''}."
             )
@@ -277,15 +280,37 @@ def _still_running(job: str) -> bool:
     return bool(store.tried(once, f"tell whether the flow run {job[:40]} still runs"))
 
 
-def _dry_run(source: Callable[[], Iterator[Any]], folder: str, per_minute: int) -> dict[str, Any]:
-    counts, batches, _ = _checked_batches(source, folder)
+def _dry_run(source: Callable[[], Iterator[Any]], folder: str, per_minute: int, import_id: str) -> dict[str, Any]:
+    """Check and plan, as a run would, and send nothing. The invalid messages are listed as a run lists
+    them: the first SHOWN problems in the result, every one in `invalid_file` (the key a run writes,
+    with the same lines: nothing else of the import is written, so the import is still never run)."""
+    counts, batches, shown = _checked_batches(source, folder)
+    invalid_file = None
+    if counts["invalid"]:
+        key = f"{store.import_folder(import_id)}/invalid.jsonl"
+        store.tried(lambda: _upload(key, os.path.join(folder, "invalid")), f"write {key}")
+        invalid_file = {"s3": key}
     plan = _plan(batches, per_minute, -(-batches // group_size(per_minute)))
+    if counts["invalid"]:
+        summary = (
+            f"{counts['invalid']} of {_plural(counts['messages'], 'message is', 'messages are')} invalid: a run would "
+            f"send nothing (with skip_invalid, it sends the {counts['valid']} valid and reports the others as not "
+            "sent); invalid_file lists every one with its problems. Nothing was sent."
+        )
+    else:
+        summary = (
+            f"All {_plural(counts['messages'], 'message is', 'messages are')} valid: a run sends "
+            f"{_plural(batches, 'batch', 'batches')} in {_plural(plan['jobs'], 'job', 'jobs')}. Nothing was sent."
+        )
+    print(f"Dry run: {summary}")
     return {
         "import_id": None,
         "groups": [],
         "batches": 0,
         "counts": counts,
-        "invalid_file": None,
+        "invalid_file": invalid_file,
+        "problems": shown,
+        "summary": summary,
         "inline": True,
         "dry_run": plan,
         "plan": plan,
@@ -308,8 +333,10 @@ def _checked_batches(source: Callable[[], Iterator[Any]], folder: str) -> tuple[
             counts["messages"] += 1
             if problems:
                 counts["invalid"] += 1
-                unreadable += message is None
+                unreadable += message is None or isinstance(message, LineText)
                 line = {"position": position, "problems": problems, "message": message}
+                if isinstance(message, LineText):  # no message: the line's text, to find and fix it
+                    line.update(message=None, text=str(message))
                 invalid.write(json.dumps(line, separators=(",", ":")).encode() + b"\n")
                 shown.extend(problems[: max(0, SHOWN - len(shown))])
                 continue
@@ -353,8 +380,9 @@ def _cut(
         more = (
             f"\n- ... invalid_file in this error's extra lists all {counts['invalid']}" if len(shown) == SHOWN else ""
         )
+        of = _plural(counts["messages"], "message is", "messages are")
         raise ImportInputError(
-            f"{counts['invalid']} of {counts['messages']} messages are invalid; nothing was sent. Fix them, or run "
+            f"{counts['invalid']} of {of} invalid; nothing was sent. Fix them, or run "
             "with skip_invalid to send the valid ones and report the others as not sent:\n"
             + "\n".join(f"- {p}" for p in shown)
             + more,
@@ -409,10 +437,20 @@ def _chunks(reader: Any) -> Iterator[bytes]:
         yield chunk
 
 
+class LineText(str):
+    """The text of a line of the input that is no message (its first MAX_LINE_TEXT characters)."""
+
+
+MAX_LINE_TEXT = 1000
+_AT = re.compile(r" \(line \d+, column (\d+)\)")  # where the JSON parser stopped, in the line's own text
+_TEXT_ADVICE = "; give the message object, or its JSON text"  # the script's advice, for an argument
+
+
 def _lines(chunks: Iterator[bytes]) -> Iterator[tuple[int, Any, str]]:
     """JSON Lines: one message a line, blank lines skipped; a line that is not JSON is that position's
-    problem (with its line number), and the next line is read as usual. A line over the size a
-    message may have is one position, reported once, and memory holds at most that much of it."""
+    problem (with its line number in the file, and its text), and the next line is read as usual. A
+    line over the size a message may have is one position, reported once, and memory holds at most
+    that much of it."""
     position, line, carry, skipping = 0, 0, b"", False
     for chunk in _then_newline(chunks):
         data, start = carry + chunk, 0
@@ -422,13 +460,29 @@ def _lines(chunks: Iterator[bytes]) -> Iterator[tuple[int, Any, str]]:
                 skipping = False
             elif data[start:end].strip():
                 value, problem = _parsed(data[start:end])
-                yield position, value, f"{problem} (line {line})" if problem else ""
+                if problem:
+                    yield position, _line_text(data[start:end]), _at_line(problem, line)
+                else:
+                    yield position, value, ""
                 position += 1
             start = end + 1
         carry = b"" if skipping else data[start:]
         if len(carry) > MAX_MESSAGE_BYTES:  # report it now, and skip the rest of that line
-            yield position, None, f"{_parsed(carry)[1]} (line {line + 1})"
+            yield position, _line_text(carry), _at_line(_parsed(carry)[1], line + 1)
             position, carry, skipping = position + 1, b"", True
+
+
+def _at_line(problem: str, line: int) -> str:
+    """A line's problem, its place said once: the line of the file (the parser counts from the line's
+    own start, always line 1), with the column where the parser stopped, when it did."""
+    if _AT.search(problem):
+        where = _AT.sub(lambda found: f" (line {line}, column {found[1]})", problem, count=1)
+        return where.replace(_TEXT_ADVICE, "; each line of the file must be one message object in JSON")
+    return f"{problem} (line {line})"
+
+
+def _line_text(raw: bytes) -> LineText:
+    return LineText(raw[: 4 * MAX_LINE_TEXT].decode("utf-8", "replace")[:MAX_LINE_TEXT])
 
 
 def _then_newline(chunks: Iterator[bytes]) -> Iterator[bytes]:

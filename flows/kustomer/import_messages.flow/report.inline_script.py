@@ -59,7 +59,8 @@ class ImportIncompleteError(Exception):
 
 def main(prepared: dict) -> dict[str, Any]:  # type: ignore[type-arg]  # the result of prepare
     if prepared.get("dry_run"):
-        return {"dry_run": prepared["dry_run"], "counts": prepared["counts"], "invalid_file": prepared["invalid_file"]}
+        dry = {"summary": prepared.get("summary"), "dry_run": prepared["dry_run"], "counts": prepared["counts"]}
+        return {**dry, "problems": prepared.get("problems", []), "invalid_file": prepared["invalid_file"]}
     started = time.monotonic()
     import_id = prepared["import_id"]
     folder = store.import_folder(import_id)
@@ -72,7 +73,8 @@ def main(prepared: dict) -> dict[str, Any]:  # type: ignore[type-arg]  # the res
         print(f"Import {import_id} is finished: this is its report, as it ended.")
     else:
         report = _report(import_id, manifest)
-        print(f"Wrote the report of {report['counts']['messages']} positions in {time.monotonic() - started:.1f} s.")
+        positions = _plural(report["counts"]["messages"], "position", "positions")
+        print(f"Wrote the report of {positions} in {time.monotonic() - started:.1f} s.")
     if report["counts"]["created"] < report["counts"]["messages"]:
         raise ImportIncompleteError(report["summary"], report)
     return report
@@ -319,11 +321,13 @@ class Runs:
 def _explain(report: dict[str, Any], runs: Runs) -> str:
     counts = report["counts"]
     lines = [
-        f"{counts['messages']} messages: {counts['created']} created, {counts['failed']} failed, "
-        f"{counts['unknown']} outcome unknown, {counts['not_sent']} not sent, {counts['pending']} not sent yet."
+        f"{_plural(counts['messages'], 'message', 'messages')}: {counts['created']} created, {counts['failed']} "
+        f"failed, {counts['unknown']} outcome unknown, {counts['not_sent']} not sent, {counts['pending']} not sent yet."
     ]
     for first, last, count in runs.runs:
-        where = f"messages[{first['position']}] ({first['_clientRef']})"
+        where = f"messages[{first['position']}]"  # with its _clientRef; a line that is no message has none
+        if first["_clientRef"] is not None:
+            where += f" ({first['_clientRef']})"
         if count > 1:
             where = f"messages[{first['position']}] to [{last}] ({count} messages)"
         lines.append(f"- {where}: {first['outcome']}: {first.get('why', '')}")
@@ -338,21 +342,30 @@ def _explain(report: dict[str, Any], runs: Runs) -> str:
         )
     if report.get("unreadable"):
         lines.append(
-            f"{report['unreadable']} lines of the input are no message at all (report_file gives each one's line "
-            "number): fix them in the input; they are not in retry_file."
+            f"{_plural(report['unreadable'], 'line of the input is', 'lines of the input are')} no message at all "
+            + (
+                "(report_file gives its line number): fix it in the input; it is not in retry_file."
+                if report["unreadable"] == 1
+                else "(report_file gives each one's line number): fix them in the input; they are not in retry_file."
+            )
         )
     if "retry_file" in report:
         safe = counts["failed"] + counts["not_sent"] - report.get("unreadable", 0)
+        none = "it was not created" if safe == 1 else "none of them was created"
         lines.append(
-            f"Safe to send again: the {safe} messages in retry_file (failed or not sent: none of them was created); "
-            "fix what the reasons say, then run this flow with it as messages_file."
+            f"Safe to send again: the {_plural(safe, 'message', 'messages')} in retry_file (failed or not sent: "
+            f"{none}); fix what the reasons say, then run this flow with it as messages_file."
         )
     if counts["unknown"]:
         lines.append(
-            f"Check before sending again: the {counts['unknown']} messages whose outcome is unknown, in unknown_file "
-            "(each says what to do); they are not in retry_file, to avoid duplicates."
+            f"Check before sending again: the {_plural(counts['unknown'], 'message', 'messages')} whose outcome is "
+            "unknown, in unknown_file (each says what to do); they are not in retry_file, to avoid duplicates."
         )
     return "\n".join(lines)
+
+
+def _plural(count: int, one: str, many: str) -> str:
+    return f"{count} {one if count == 1 else many}"
 
 
 def _upload(key: str, file: Any) -> dict[str, str]:

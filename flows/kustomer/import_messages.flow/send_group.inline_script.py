@@ -235,7 +235,8 @@ class GroupJob:
         )
         positions, messages = content["positions"], store.tagged(content["positions"], content["messages"])
         refs = [_ref(p, m) for p, m in zip(positions, messages, strict=True)]
-        where = f"Batch {batch + 1} ({len(messages)} messages from messages[{positions[0]}])"
+        count = f"{len(messages)} message{'' if len(messages) == 1 else 's'}"
+        where = f"Batch {batch + 1} ({count} from messages[{positions[0]}])"
         key = store.state_key(self.import_id, batch)
         sending = {"state": "sending", "run": self.run_id, "at": time.time(), "messages": refs}
         if again:
