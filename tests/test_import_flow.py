@@ -784,3 +784,19 @@ def test_a_resumed_message_that_is_invalid_is_named_by_its_original_position_too
     entries = read_jsonl(storage, job.result["extra"]["report_file"])
     assert entries[0]["_clientRef"] == "position-1234"
     assert "its _clientRef 'position-1234' names the original export's position" in entries[0]["why"]
+
+
+def test_a_send_stopped_while_it_waits_for_its_turn_leaves_its_batch_new(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`sending` is written once the pacer's turn has come, right before the request: a job stopped
+    while its threads wait their turns (a cancel, Ctrl-C locally) sent nothing, and its batches stay
+    `new` for the next run, never an unknown outcome to settle for 15 minutes."""
+    stored = stored_batch([{"channel": "chat", "app": "a"}])
+    step = load_step(monkeypatch, "send_group", stored)
+
+    def stopped(self: Any, first: Any = None) -> None:
+        raise KeyboardInterrupt  # the job's process is stopped while it waits
+
+    monkeypatch.setattr(step.Pacer, "wait_turn", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        step.main({"apiKey": "k"}, "imp", [0, 1], max_requests_per_minute=30)
+    assert json.loads(stored["kustomer_import/imp/state-0.json"]) == {"state": "new"}

@@ -55,6 +55,7 @@ SEND_AGAIN_AFTER = 15.0  # seconds, times the number of tries so far
 # whose operations take a fraction of a second.
 FIRST_LOOK_AFTER = float(os.environ.get("KUSTOMER_IMPORT_FIRST_LOOK_SECONDS") or waiter.FIRST_LOOK_AFTER)
 LOOK_AGAIN_MAX = 30.0  # seconds between looks at an operation not done yet: 2, 4, 8 ... up to this
+SAVE_LEAD = 0.05  # seconds before a turn its state is written: a storage write takes a few milliseconds
 LEASE_CHECK_EVERY = 30.0  # seconds: how stale this job's knowledge of the import's lease may get
 NOTHING_SENT = (bulk.KustomerInputError, bulk.KustomerConnectionError, bulk.KustomerRateLimitError)
 RATE_LIMIT_ADVICE = (
@@ -99,10 +100,15 @@ class Pacer:
         self.next_at = 0.0
         self.lock = threading.Lock()
 
-    def wait_turn(self) -> None:
+    def wait_turn(self, first: Callable[[], None] | None = None) -> None:
         """One thread at a time takes the next turn, `interval` after the last one was taken: a thread
-        that wakes late (a busy worker) pushes the turns after it back, instead of going out together."""
+        that wakes late (a busy worker) pushes the turns after it back, instead of going out together.
+        `first` (the write of the batch's state) runs just before the turn, SAVE_LEAD ahead of it, so
+        the request still goes out on time and a slow write only pushes the turns after it back."""
         with self.lock:
+            if first:
+                time.sleep(max(0.0, self.next_at - SAVE_LEAD - time.monotonic()))
+                first()
             time.sleep(max(0.0, self.next_at - time.monotonic()))
             self.next_at = time.monotonic() + self.interval
 
@@ -238,11 +244,9 @@ class GroupJob:
         count = f"{len(messages)} message{'' if len(messages) == 1 else 's'}"
         where = f"Batch {batch + 1} ({count} from messages[{positions[0]}])"
         key = store.state_key(self.import_id, batch)
-        sending = {"state": "sending", "run": self.run_id, "at": time.time(), "messages": refs}
-        if again:
-            sending["sent_again"] = True
-        store.save_json(key, sending)
-        self.pacer.wait_turn()
+        sending = {"state": "sending", "run": self.run_id, "messages": refs, **({"sent_again": True} if again else {})}
+        # `sending` is written as the turn comes, not before the wait: a job stopped while it waits sent nothing
+        self.pacer.wait_turn(lambda: store.save_json(key, {**sending, "at": time.time()}))
         try:
             answer = bulk.send_bulk(self.auth, messages, deadline=self.deadline)
         except NOTHING_SENT as error:
