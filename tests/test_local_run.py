@@ -564,3 +564,71 @@ def test_the_readmes_file_with_problems_is_refused_whole_and_with_skip_invalid_s
     assert skipped.returncode == 1
     counts = json.loads(skipped.stdout)["extra"]["counts"]
     assert (counts["created"], counts["not_sent"]) == (2, 3)
+
+
+# ---- every tool at its command line: a wrong switch is one line, Ctrl-C is one line ----
+
+
+@pytest.mark.parametrize(
+    ("command", "said"),
+    [
+        (
+            ["local-run"],
+            "local-run: name the script or flow to run (scripts: bulk_create_messages, create_message, "
+            "wait_for_bulk_results; flows: import_messages; or a path to a .py file or a .flow folder) (see --help)",
+        ),
+        (["local-run", "create_message", "--bogus"], "local-run: no switch --bogus (see --help)"),
+        (
+            ["local-run", "create_message", "--reprot-dir", "x"],
+            "local-run: no switch --reprot-dir (did you mean --report-dir?) (see --help)",
+        ),
+        (
+            ["local-run", "create_message", "k-secret-0123456789"],
+            "local-run: 1 argument too many (not shown: it may hold a key) (see --help)",
+        ),
+        (
+            ["kustomer-sandbox", "--port", "abc"],
+            "kustomer-sandbox: argument --port: invalid int value: 'abc' (see --help)",
+        ),
+        (["demo", "--bogus"], "demo: no switch --bogus (see --help)"),
+        (["deploy"], "deploy: the following arguments are required: --base-url, --workspace (see --help)"),
+        (["bench", "--bogus"], "bench: no switch --bogus (see --help)"),
+    ],
+    ids=[
+        "local-run-no-name",
+        "local-run-bogus",
+        "local-run-misspelt",
+        "local-run-stray-word",
+        "sandbox-port",
+        "demo",
+        "deploy",
+        "bench",
+    ],
+)
+def test_a_wrong_switch_is_one_line_naming_it_and_exit_2(command: list[str], said: str) -> None:
+    done = subprocess.run(
+        [str(BIN / command[0]), *command[1:]],
+        cwd=ROOT,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (done.returncode, done.stderr, done.stdout) == (2, said + "\n", "")
+
+
+def test_a_choice_not_among_a_switchs_choices_is_one_line_too() -> None:
+    done = subprocess.run(
+        [str(BIN / "kustomer-sandbox"), "--fault", "404"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 2
+    assert len(done.stderr.splitlines()) == 1
+    assert done.stderr.startswith("kustomer-sandbox: argument --fault: invalid choice: '404' (choose from '429', ")
+
+
+def test_help_still_prints_the_whole_help() -> None:
+    done = subprocess.run([str(BIN / "local-run"), "--help"], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0
+    assert done.stdout.startswith("usage: local-run ")
+    assert "--storage-dir" in done.stdout

@@ -10,7 +10,6 @@ real timelines.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -18,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from workbench.cli import Parser
 from workbench.paths import ROOT, SCRIPTS
 from workbench.sandbox import Sandbox
 from workbench.worker import run_job
@@ -39,7 +39,7 @@ def show(title: str, value: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="demo", description=__doc__.split("\n\n")[0])
+    parser = Parser(prog="demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--yes", action="store_true", help="with KUSTOMER_API_KEY set: really create the messages")
     options = parser.parse_args(argv)
 

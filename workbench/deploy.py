@@ -14,7 +14,6 @@ checked first; the token comes from WM_TOKEN (or --token) and reaches the CLI th
 
 from __future__ import annotations
 
-import argparse
 import ipaddress
 import os
 import re
@@ -25,6 +24,7 @@ import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from workbench.cli import Parser
 from workbench.paths import FLOWS, ROOT, SCRIPTS, workspace_scripts
 
 WMILL = ROOT / "node_modules" / ".bin" / "wmill"
@@ -117,7 +117,7 @@ def is_loopback(host: str) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="deploy", description=__doc__.split("\n\n")[0])
+    parser = Parser(prog="deploy", description=__doc__.split("\n\n")[0])
     parser.add_argument("--base-url", required=True, help="the Windmill instance, e.g. https://app.windmill.dev")
     parser.add_argument("--workspace", required=True, help="the workspace id")
     parser.add_argument(

@@ -33,6 +33,7 @@ import sys
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from workbench.cli import Parser
 from workbench.local_flow import local_workspace, run_flow_job
 from workbench.paths import FLOWS, ROOT, SCRIPTS, script_names
 from workbench.windmill_storage import WindmillStorage
@@ -49,11 +50,13 @@ def resolve(name: str) -> Path:
             return candidate.resolve()
         if candidate.is_file() and candidate.suffix == ".py":
             return candidate.resolve()
+    raise SystemExit(f"local-run: no script or flow {name!r}; {'; '.join(runnable())}")
+
+
+def runnable() -> list[str]:
+    """What local-run runs by name, for a message that asks for one."""
     flows = ", ".join(p.name.removesuffix(".flow") for p in sorted(FLOWS.glob("*.flow")))
-    raise SystemExit(
-        f"local-run: no script or flow {name!r}; scripts: {', '.join(script_names())}; flows: {flows}; "
-        "or give a path to a .py file or a .flow folder"
-    )
+    return [f"scripts: {', '.join(script_names())}", f"flows: {flows}", "or a path to a .py file or a .flow folder"]
 
 
 def read_json_option(value: str, what: str) -> Any:
@@ -91,8 +94,8 @@ def printed(job: JobResult, pretty: bool) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="local-run", description=__doc__.split("\n\n")[0])
-    parser.add_argument("name", help="a script (create_message, ...), a flow (import_messages), or a path")
+    parser = Parser(prog="local-run", description=__doc__.split("\n\n")[0])
+    parser.add_argument("name", nargs="?", help="a script (create_message, ...), a flow (import_messages), or a path")
     parser.add_argument("--data", help="the job arguments, e.g. '{\"body\": {...}}', or @FILE")
     parser.add_argument("--resource", help='the kustomer resource, e.g. \'{"apiKey": "..."}\', or @FILE')
     parser.add_argument("--file", help="for the import flow: a JSON Lines or JSON file of messages, as messages_file")
@@ -112,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--pretty", action="store_true", help="indented result; an error as plain text")
     options = parser.parse_args(argv)
+    if options.name is None:
+        parser.error(f"name the script or flow to run ({'; '.join(runnable())})")
 
     target = resolve(options.name)
     is_flow = target.is_dir()

@@ -7,6 +7,7 @@ import errno
 import sys
 import time
 
+from workbench.cli import Parser
 from workbench.sandbox.faults import FAULTS
 from workbench.sandbox.server import Sandbox
 
@@ -28,7 +29,7 @@ def switch_problems(options: argparse.Namespace) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="kustomer-sandbox", description="A Kustomer stand-in on loopback.")
+    parser = Parser(prog="kustomer-sandbox", description="A Kustomer stand-in on loopback.")
     parser.add_argument("--port", type=int, default=8787, help="loopback port (0 picks a free one; default 8787)")
     parser.add_argument("--rate-limit", type=int, help="requests allowed per window; more answer 429")
     parser.add_argument("--window", type=float, default=60.0, help="rate-limit window in seconds (default 60)")
