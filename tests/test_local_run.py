@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -632,3 +633,71 @@ def test_help_still_prints_the_whole_help() -> None:
     assert done.returncode == 0
     assert done.stdout.startswith("usage: local-run ")
     assert "--storage-dir" in done.stdout
+
+
+def catches_ctrl_c(pid: int) -> bool:
+    """Whether the process has its SIGINT handler in place."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    caught = int(next(line for line in status.splitlines() if line.startswith("SigCgt:")).split()[1], 16)
+    return bool(caught & (1 << (signal.SIGINT - 1)))
+
+
+def loading_the_tool(pid: int) -> bool:
+    """Whether Python has started, and is importing the tool: it has loaded the json module's library,
+    which neither Python's start-up nor workbench/commands.py imports, and the tool does first."""
+    return "/_json." in Path(f"/proc/{pid}/maps").read_text()
+
+
+def has_a_child(pid: int) -> bool:
+    return bool(Path(f"/proc/{pid}/task/{pid}/children").read_text().split())
+
+
+def ctrl_c(command: list[str], when: Callable[[int], bool]) -> tuple[int, str]:
+    """Start a tool in its own process group, as a terminal's foreground job, and once `when(pid)` holds
+    send SIGINT to the whole group, as Ctrl-C does; its exit code and its stderr."""
+    with tempfile.TemporaryDirectory(prefix="ctrl-c-") as folder:
+        process = subprocess.Popen(
+            [str(BIN / command[0]), *command[1:]],
+            cwd=ROOT,
+            env=cli_env({"HOME": folder}),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 30
+        while not when(process.pid) and time.monotonic() < deadline:
+            time.sleep(0.002)
+        os.killpg(process.pid, signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    assert "Traceback" not in out + err
+    return process.returncode, err
+
+
+def test_ctrl_c_while_local_run_loads_is_one_line_and_exit_130(tmp_path: Path) -> None:
+    """Its imports take a quarter of a second: an interrupt then is no traceback either."""
+    code, err = ctrl_c(["local-run", "create_message", "--storage-dir", str(tmp_path)], loading_the_tool)
+    assert (code, err) == (130, "local-run: interrupted before the job started: nothing was run\n")
+
+
+def test_ctrl_c_during_the_demo_stops_its_job_in_one_line_and_exit_130() -> None:
+    code, err = ctrl_c(["demo"], has_a_child)  # a job is running
+    assert (code, err) == (
+        130,
+        "demo: interrupted: the running job was stopped and nothing more is sent to the sandbox\n",
+    )
+
+
+def test_ctrl_c_stops_the_sandbox_in_one_line_and_exit_130() -> None:
+    process = subprocess.Popen(
+        [str(BIN / "kustomer-sandbox"), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline().startswith("Kustomer sandbox on http://127.0.0.1:")  # it serves
+    os.killpg(process.pid, signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert (process.returncode, err) == (130, "kustomer-sandbox: stopped (Ctrl-C); what it received is gone with it\n")

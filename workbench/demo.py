@@ -44,13 +44,26 @@ def main(argv: list[str] | None = None) -> int:
     options = parser.parse_args(argv)
 
     real_key = os.environ.get("KUSTOMER_API_KEY")
-    if real_key and not options.yes:
+    try:
+        return run_demo(real_key, options.yes)
+    except KeyboardInterrupt:  # the job running is already stopped (worker.run_job), and the sandbox with it
+        to = (
+            "Kustomer (a request already on its way may have been applied)"
+            if real_key and options.yes
+            else "the sandbox"
+        )
+        print(f"demo: interrupted: the running job was stopped and nothing more is sent to {to}", file=sys.stderr)
+        return 130
+
+
+def run_demo(real_key: str | None, yes: bool) -> int:
+    if real_key and not yes:
         print(
             "KUSTOMER_API_KEY is set: this demo would record the example messages in your real Kustomer org.\n"
             "It uses the offline sandbox instead; run `uv run demo --yes` to use the real API "
             "(edit the conversation ids in examples/ first).\n"
         )
-    if real_key and options.yes:
+    if real_key and yes:
         auth = {"apiKey": real_key, "baseUrl": os.environ.get("KUSTOMER_BASE_URL", "")}
         print(f"Using the REAL Kustomer API at {auth['baseUrl'] or 'https://api.kustomerapp.com'}.")
         return run_all(auth, None)

@@ -14,6 +14,7 @@ checked first; the token comes from WM_TOKEN (or --token) and reaches the CLI th
 
 from __future__ import annotations
 
+import argparse
 import ipaddress
 import os
 import re
@@ -134,6 +135,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"deploy: {problem}", file=sys.stderr)
         return 2
 
+    try:
+        return deploy(options, token)
+    except KeyboardInterrupt:
+        print("deploy: interrupted: what was pushed before it stays; nothing was deleted", file=sys.stderr)
+        return 130
+
+
+def deploy(options: argparse.Namespace, token: str) -> int:
     with tempfile.TemporaryDirectory(prefix="kustomer-deploy-") as staging:
         root = Path(staging)
         commands = stage(options.folder, root)

@@ -172,13 +172,13 @@ def main(argv: list[str] | None = None) -> int:
                 job = run_job(target, args, workspace=workspace, on_log=log)
             if is_flow:
                 save_report(job, storage, Path(options.report_dir), target, resume)
+        print(printed(job, options.pretty))  # Ctrl-C until the last line is this handler's too
     except Interrupted as stop:
         say(interrupted_line(stop.signum, is_flow, embedded))
         return 128 + stop.signum
     finally:
         for signum, handler in handlers.items():
             signal.signal(signum, handler)
-    print(printed(job, options.pretty))
     return job.exit_code
 
 
@@ -206,6 +206,8 @@ def _stop_jobs_and_raise(signum: int, frame: object) -> None:
 def interrupted_line(signum: int, is_flow: bool, embedded: bool) -> str:
     """What an interrupted run says, in one line: that nothing more is sent, and what running again does."""
     what = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
+    if not is_flow and embedded:
+        return f"{what}: the running job was stopped, and the embedded sandbox with it"
     if not is_flow:
         return (
             f"{what}: the running job was stopped and nothing more is sent to Kustomer (a request already on its "

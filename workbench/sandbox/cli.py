@@ -63,12 +63,13 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"kustomer-sandbox: cannot listen on port {options.port}: {exc.strerror}", file=sys.stderr)
         return 2
-    box.start()
-    print(f"Kustomer sandbox on {box.url}  (baseUrl for the kustomer resource; any apiKey works)", flush=True)
-    print(f"What it received: {box.url}/__sandbox/requests   Stop: Ctrl-C", flush=True)
+    box.start()  # before it, Ctrl-C is workbench/commands.py's line: a server not serving cannot be shut down
     try:
+        print(f"Kustomer sandbox on {box.url}  (baseUrl for the kustomer resource; any apiKey works)", flush=True)
+        print(f"What it received: {box.url}/__sandbox/requests   Stop: Ctrl-C", flush=True)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
         box.stop()
-    return 0
+        print("kustomer-sandbox: stopped (Ctrl-C); what it received is gone with it", file=sys.stderr, flush=True)
+        return 130
