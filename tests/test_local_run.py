@@ -359,6 +359,31 @@ def test_a_wrong_argument_is_refused_in_one_line_before_anything_starts(args: li
     assert done.stdout == ""
 
 
+@pytest.mark.parametrize(
+    ("switch", "under", "problem"),
+    [
+        ("--report-dir", "", "is a file, not a folder"),
+        ("--report-dir", "/reports", "is inside '{file}', a file"),
+        ("--storage-dir", "", "is a file, not a folder"),
+    ],
+    ids=["report-dir-a-file", "report-dir-inside-a-file", "storage-dir-a-file"],
+)
+def test_a_folder_switch_naming_a_file_is_refused_before_the_import_sends_anything(
+    tmp_path: Path, switch: str, under: str, problem: str
+) -> None:
+    file = tmp_path / "afile"
+    file.write_text("")
+    with Sandbox() as sandbox:
+        env = {"KUSTOMER_API_KEY": "k-0123456789", "KUSTOMER_BASE_URL": sandbox.url}
+        done = run_cli("import_messages", "--file", "examples/history.jsonl", switch, f"{file}{under}", env=env)
+        sent = sandbox.requests
+    assert (done.returncode, done.stdout, sent) == (1, "", [])
+    assert done.stderr == (
+        f"local-run: {switch} '{file}{under}' {problem.format(file=file)}: give a folder (made if missing); "
+        "nothing was run\n"
+    )
+
+
 def test_an_import_refused_for_its_invalid_messages_saves_the_invalid_file(tmp_path: Path) -> None:
     history = tmp_path / "history.jsonl"
     lines = [{"channel": "fax", "app": "a", "preview": f"m{i}"} for i in range(25)]

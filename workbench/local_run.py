@@ -132,6 +132,11 @@ def main(argv: list[str] | None = None) -> int:
     refuse_unknown_inputs(target, args)
     if options.file and not Path(options.file).is_file():
         raise SystemExit(f"local-run: --file {options.file!r} is not a readable file; nothing was run")
+    for switch, folder in (("--report-dir", options.report_dir), ("--storage-dir", options.storage_dir)):
+        if problem := folder_problem(Path(folder)):
+            raise SystemExit(
+                f"local-run: {switch} {folder!r} {problem}: give a folder (made if missing); nothing was run"
+            )
     store = read_json_option(options.variables, "--variables") if options.variables else {}
     if not isinstance(store, dict):
         raise SystemExit("local-run: --variables must be a JSON object: {path: value}")
@@ -222,6 +227,20 @@ def interrupted_line(signum: int, is_flow: bool, embedded: bool) -> str:
         f"{what}: the running job was stopped and nothing more is sent to Kustomer; run the same command again to "
         "go on with the import where it stopped (what may have gone out is looked up, never sent twice)"
     )
+
+
+def folder_problem(folder: Path) -> str | None:
+    """Why local-run could not make or write in `folder`, found before anything is sent (not after an
+    import, when its report is saved), by its nearest part that exists."""
+    for each in (folder, *folder.parents):
+        if not each.exists():
+            continue
+        if not each.is_dir():
+            return "is a file, not a folder" if each == folder else f"is inside {str(each)!r}, a file"
+        if not os.access(each, os.W_OK | os.X_OK):
+            return "is not writable" if each == folder else f"cannot be made in {str(each)!r}: not writable"
+        return None
+    return None
 
 
 def say(line: str) -> None:
