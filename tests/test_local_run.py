@@ -349,8 +349,12 @@ def test_a_public_name_that_starts_like_a_loopback_address_is_no_local_server() 
             ["import_messages", "--file", "nothere.jsonl"],
             "local-run: --file 'nothere.jsonl' is not a readable file; nothing was run",
         ),
+        (
+            ["create_message", "--data", '{"auth": {"apiKey": "k-0123456789"}}', "--resource", '{"apiKey": "k-2"}'],
+            "local-run: a resource is given twice, with --resource and as 'auth' in --data: keep one; nothing was run",
+        ),
     ],
-    ids=["a-misspelt-flow-input", "a-misspelt-script-argument", "a-missing-file"],
+    ids=["a-misspelt-flow-input", "a-misspelt-script-argument", "a-missing-file", "resource-and-auth-both"],
 )
 def test_a_wrong_argument_is_refused_in_one_line_before_anything_starts(args: list[str], said: str) -> None:
     done = run_cli(*args)

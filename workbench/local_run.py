@@ -132,6 +132,10 @@ def main(argv: list[str] | None = None) -> int:
     refuse_unknown_inputs(target, args)
     if options.file and not Path(options.file).is_file():
         raise SystemExit(f"local-run: --file {options.file!r} is not a readable file; nothing was run")
+    if options.resource and "auth" in args:
+        raise SystemExit(
+            "local-run: a resource is given twice, with --resource and as 'auth' in --data: keep one; nothing was run"
+        )
     for switch, folder in (("--report-dir", options.report_dir), ("--storage-dir", options.storage_dir)):
         if problem := folder_problem(Path(folder)):
             raise SystemExit(
