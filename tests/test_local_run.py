@@ -363,6 +363,19 @@ def test_a_wrong_argument_is_refused_in_one_line_before_anything_starts(args: li
     assert done.stdout == ""
 
 
+def test_a_base_url_without_a_key_is_refused_rather_than_ignored() -> None:
+    """The README's own background sandbox sets both: with one alone the user meant a server, not the
+    embedded sandbox, and should hear so before anything starts."""
+    done = run_cli(
+        "create_message", "--data", "@examples/create_message.json", env={"KUSTOMER_BASE_URL": "http://127.0.0.1:9"}
+    )
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == (
+        "local-run: KUSTOMER_BASE_URL is set but KUSTOMER_API_KEY is not: set KUSTOMER_API_KEY too (any key "
+        "for a sandbox), or unset KUSTOMER_BASE_URL to use the embedded sandbox; nothing was run\n"
+    )
+
+
 @pytest.mark.parametrize(
     ("switch", "under", "problem"),
     [

@@ -136,6 +136,13 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(
             "local-run: a resource is given twice, with --resource and as 'auth' in --data: keep one; nothing was run"
         )
+    if not (options.resource or "auth" in args or os.environ.get("KUSTOMER_API_KEY")) and os.environ.get(
+        "KUSTOMER_BASE_URL"
+    ):
+        raise SystemExit(
+            "local-run: KUSTOMER_BASE_URL is set but KUSTOMER_API_KEY is not: set KUSTOMER_API_KEY too (any key "
+            "for a sandbox), or unset KUSTOMER_BASE_URL to use the embedded sandbox; nothing was run"
+        )
     for switch, folder in (("--report-dir", options.report_dir), ("--storage-dir", options.storage_dir)):
         if problem := folder_problem(Path(folder)):
             raise SystemExit(
