@@ -240,6 +240,57 @@ def test_a_dry_run_lists_the_invalid_messages_as_a_run_would_and_sends_nothing(w
     assert not any(key.endswith(("manifest.json", "lease.json")) for key in storage.objects("kustomer_import/"))
 
 
+@pytest.mark.parametrize(
+    ("invalid", "total", "refused", "dry_run"),
+    [
+        (
+            1,
+            1,
+            "The only message is invalid; nothing was sent. Fix it and run again (no message is valid: skip_invalid "
+            "would send nothing):\n- messages[0].channel: 'fax' is not one of",
+            "The only message is invalid: a run would send nothing (with skip_invalid neither: no message is valid); "
+            "invalid_file lists it with its problems. Nothing was sent.",
+        ),
+        (
+            3,
+            3,
+            "All 3 messages are invalid; nothing was sent. Fix them and run again (no message is valid: skip_invalid "
+            "would send nothing):\n",
+            "All 3 messages are invalid: a run would send nothing (with skip_invalid neither: no message is valid); "
+            "invalid_file lists every one with its problems. Nothing was sent.",
+        ),
+        (
+            1,
+            3,
+            "1 of 3 messages is invalid; nothing was sent. Fix it, or run with skip_invalid to send the 2 valid ones "
+            "and report the invalid one as not sent:\n",
+            "1 of 3 messages is invalid: a run would send nothing (with skip_invalid, it sends the 2 valid ones and "
+            "reports the invalid one as not sent); invalid_file lists it with its problems. Nothing was sent.",
+        ),
+        (
+            2,
+            3,
+            "2 of 3 messages are invalid; nothing was sent. Fix them, or run with skip_invalid to send the valid one "
+            "and report the others as not sent:\n",
+            "2 of 3 messages are invalid: a run would send nothing (with skip_invalid, it sends the valid one and "
+            "reports the others as not sent); invalid_file lists every one with its problems. Nothing was sent.",
+        ),
+    ],
+    ids=["the-only-one", "all-three", "one-of-three", "two-of-three"],
+)
+def test_invalid_messages_are_counted_in_english_and_skip_invalid_is_offered_only_when_one_is_valid(
+    workspace: Any, invalid: int, total: int, refused: str, dry_run: str
+) -> None:
+    ws, _ = workspace
+    given = [{**m, "channel": "fax"} if i < invalid else m for i, m in enumerate(messages(total))]
+    with Sandbox() as box:
+        run_job = run(ws, auth=auth(box), messages=given)
+        dry = run(ws, auth=auth(box), messages=given, dry_run=True)
+        assert box.requests == []
+    assert run_job.result["message"].startswith(refused)
+    assert dry.result["summary"] == dry_run
+
+
 def test_the_summary_of_one_of_each_reads_as_english_and_names_a_line_that_is_no_message_by_its_line(
     workspace: Any,
 ) -> None:

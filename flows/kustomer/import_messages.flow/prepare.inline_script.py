@@ -156,6 +156,22 @@ def _plural(count: int, one: str, many: str) -> str:
     return f"{count} {one if count == 1 else many}"
 
 
+def _invalid(counts: dict[str, int]) -> str:
+    """How many messages are invalid, of how many, as a sentence's subject and verb."""
+    invalid, total = counts["invalid"], counts["messages"]
+    if invalid == total:
+        return "The only message is invalid" if total == 1 else f"All {total} messages are invalid"
+    return f"{invalid} of {total} messages {'is' if invalid == 1 else 'are'} invalid"
+
+
+def _valid(counts: dict[str, int]) -> str:
+    return "the valid one" if counts["valid"] == 1 else f"the {counts['valid']} valid ones"
+
+
+def _others(counts: dict[str, int]) -> str:
+    return "the invalid one" if counts["invalid"] == 1 else "the others"
+
+
 def _check_inputs(auth: Any, label: Any, per_minute: Any, skip_invalid: Any, dry_run: Any, file: Any) -> None:
     """The flow's inputs of the wrong type, each named, before anything is read or sent."""
     problems = []
@@ -292,10 +308,15 @@ def _dry_run(source: Callable[[], Iterator[Any]], folder: str, per_minute: int, 
         invalid_file = {"s3": key}
     plan = _plan(batches, per_minute, -(-batches // group_size(per_minute)))
     if counts["invalid"]:
+        listed = "it" if counts["invalid"] == 1 else "every one"
         summary = (
-            f"{counts['invalid']} of {_plural(counts['messages'], 'message is', 'messages are')} invalid: a run would "
-            f"send nothing (with skip_invalid, it sends the {counts['valid']} valid and reports the others as not "
-            "sent); invalid_file lists every one with its problems. Nothing was sent."
+            f"{_invalid(counts)}: a run would send nothing ("
+            + (
+                "with skip_invalid neither: no message is valid"
+                if not counts["valid"]
+                else f"with skip_invalid, it sends {_valid(counts)} and reports {_others(counts)} as not sent"
+            )
+            + f"); invalid_file lists {listed} with its problems. Nothing was sent."
         )
     else:
         summary = (
@@ -380,12 +401,14 @@ def _cut(
         more = (
             f"\n- ... invalid_file in this error's extra lists all {counts['invalid']}" if len(shown) == SHOWN else ""
         )
-        of = _plural(counts["messages"], "message is", "messages are")
+        fix = "Fix it" if counts["invalid"] == 1 else "Fix them"
+        advice = (
+            f"{fix} and run again (no message is valid: skip_invalid would send nothing)"
+            if not counts["valid"]
+            else f"{fix}, or run with skip_invalid to send {_valid(counts)} and report {_others(counts)} as not sent"
+        )
         raise ImportInputError(
-            f"{counts['invalid']} of {of} invalid; nothing was sent. Fix them, or run "
-            "with skip_invalid to send the valid ones and report the others as not sent:\n"
-            + "\n".join(f"- {p}" for p in shown)
-            + more,
+            f"{_invalid(counts)}; nothing was sent. {advice}:\n" + "\n".join(f"- {p}" for p in shown) + more,
             counts=counts,
             invalid_file=invalid_file,
         )
