@@ -721,6 +721,11 @@ class RetryPolicy(NamedTuple):
 
 POLICY = RetryPolicy()
 
+
+def _attempts(count: int) -> str:
+    return f"{count} attempt" + ("" if count == 1 else "s")
+
+
 # A job that calls Kustomer many times (the import flow's) does it inside `reused_connections()`:
 # every call of this module, from any thread, then shares one client per kind of host, its
 # connections kept open. Outside it each call has its own client, closed when the call ends.
@@ -1372,12 +1377,12 @@ class _Exchange:
     def no_answer_error(self, lost: _NoAnswer, attempts: int) -> KustomerConnectionError:
         if lost.sent:  # a GET: reading again was safe, and did not help
             return KustomerConnectionError(
-                f"Kustomer gave no usable answer to {self.where} ({lost.reason}), {attempts} attempt(s) over "
+                f"Kustomer gave no usable answer to {self.where} ({lost.reason}), {_attempts(attempts)} over "
                 f"{self.waited:.0f} s. A GET changes nothing in Kustomer: run again later."
             )
         return KustomerConnectionError(
-            f"Could not connect to {self.url.scheme}://{self.url.netloc.decode()} ({lost.reason}), {attempts} "
-            f"attempt(s) over {self.waited:.0f} s. Nothing was sent, so nothing was created. "
+            f"Could not connect to {self.url.scheme}://{self.url.netloc.decode()} ({lost.reason}), "
+            f"{_attempts(attempts)} over {self.waited:.0f} s. Nothing was sent, so nothing was created. "
             "Check auth.baseUrl, the network and any proxy settings, then run again."
         )
 
