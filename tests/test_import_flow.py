@@ -835,3 +835,43 @@ def test_a_resumed_message_that_is_invalid_is_named_by_its_original_position_too
     entries = read_jsonl(storage, job.result["extra"]["report_file"])
     assert entries[0]["_clientRef"] == "position-1234"
     assert "its _clientRef 'position-1234' names the original export's position" in entries[0]["why"]
+
+
+HISTORY = [{"channel": "email", "app": "a", "preview": f"Merci, c'est réglé ({i})"} for i in range(3)]
+
+
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [
+        (
+            "".join(json.dumps(m, ensure_ascii=False) + "\n" for m in HISTORY).encode("cp1252"),
+            "messages_file is not UTF-8 text: none of its 3 lines reads as UTF-8 (the file was saved in another "
+            "encoding, such as Windows-1252 or Latin-1, as some exports are). Save it as UTF-8 and upload it again. "
+            "Nothing was sent.",
+        ),
+        (
+            (json.dumps(HISTORY[0], ensure_ascii=False) + "\n").encode("latin-1"),
+            "messages_file is not UTF-8 text: its only line does not read as UTF-8 (the file was saved in another "
+            "encoding, such as Windows-1252 or Latin-1, as some exports are). Save it as UTF-8 and upload it again. "
+            "Nothing was sent.",
+        ),
+        (
+            "".join(json.dumps(m, ensure_ascii=False) + "\n" for m in HISTORY).encode("utf-16"),  # with its BOM
+            "messages_file is UTF-16 text, not UTF-8: save it as UTF-8 and upload it again. Nothing was sent.",
+        ),
+        (
+            json.dumps(HISTORY, ensure_ascii=False).encode("utf-16-le"),  # no BOM
+            "messages_file is UTF-16 text, not UTF-8: save it as UTF-8 and upload it again. Nothing was sent.",
+        ),
+    ],
+    ids=["windows-1252-lines", "one-latin-1-line", "utf-16-with-bom", "utf-16-le-array"],
+)
+def test_a_file_in_another_encoding_is_named_as_such_and_to_be_saved_as_utf_8(
+    workspace: Any, content: bytes, said: str
+) -> None:
+    ws, storage = workspace
+    storage.put("uploads/h.jsonl", content)
+    with Sandbox() as box:
+        job = run(ws, auth=auth(box), messages_file={"s3": "uploads/h.jsonl"}, skip_invalid=True)
+        assert box.requests == []
+    assert (job.result["name"], job.result["message"]) == ("ImportInputError", said)

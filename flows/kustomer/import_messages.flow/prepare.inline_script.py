@@ -252,6 +252,12 @@ def _spooled(text: str, file: dict[str, Any] | None, folder: str) -> tuple[Calla
         with open(path, "rb") as reader:
             chunks = _chunks(reader)
             first = next(chunks, b"").removeprefix(codecs.BOM_UTF8)  # Excel and PowerShell write one
+            # Windows' "Unicode" and PowerShell 5's `>` write UTF-16: a byte order mark, or a NUL beside each
+            # ASCII character (JSON text has no NUL byte of its own)
+            if first.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or b"\x00" in first[:2]:
+                raise ImportInputError(
+                    "messages_file is UTF-16 text, not UTF-8: save it as UTF-8 and upload it again. Nothing was sent."
+                )
             rest = itertools.chain([first], chunks)
             yield from _array_items(rest, "messages_file") if first.lstrip()[:1] == b"[" else _lines(rest)
 
@@ -344,6 +350,7 @@ def _checked_batches(source: Callable[[], Iterator[Any]], folder: str) -> tuple[
     first problems."""
     counts = {"messages": 0, "valid": 0, "invalid": 0}
     unreadable = 0  # positions that are no JSON at all
+    undecodable = 0  # of those, lines that are not even UTF-8 text
     shown: list[str] = []
     seen: dict[int, int] = {}  # 8-byte digest of each _clientRef -> its position: about 70 bytes a message
     number = 0
@@ -355,6 +362,7 @@ def _checked_batches(source: Callable[[], Iterator[Any]], folder: str) -> tuple[
             if problems:
                 counts["invalid"] += 1
                 unreadable += message is None or isinstance(message, LineText)
+                undecodable += isinstance(message, LineText) and any(_NOT_UTF8 in p for p in problems)
                 line = {"position": position, "problems": problems, "message": message}
                 if isinstance(message, LineText):  # no message: the line's text, to find and fix it
                     line.update(message=None, text=str(message))
@@ -377,6 +385,13 @@ def _checked_batches(source: Callable[[], Iterator[Any]], folder: str) -> tuple[
             number += 1
     if not counts["messages"]:
         raise ImportInputError("No messages: the input holds none. Nothing was sent.")
+    if undecodable and undecodable == counts["messages"]:
+        lines = "its only line does not read" if undecodable == 1 else f"none of its {undecodable} lines reads"
+        raise ImportInputError(
+            f"messages_file is not UTF-8 text: {lines} as UTF-8 (the file was saved in another encoding, "
+            "such as Windows-1252 or Latin-1, as some exports are). Save it as UTF-8 and upload it again. Nothing "
+            "was sent."
+        )
     if unreadable == counts["messages"] and unreadable > 1:
         raise ImportInputError(
             f"None of the {unreadable} lines of the input is a JSON message, so it is neither JSON Lines (one message "
@@ -465,6 +480,7 @@ class LineText(str):
 
 
 MAX_LINE_TEXT = 1000
+_NOT_UTF8 = "not UTF-8 text"
 _AT = re.compile(r" \(line \d+, column (\d+)\)")  # where the JSON parser stopped, in the line's own text
 _TEXT_ADVICE = "; give the message object, or its JSON text"  # the script's advice, for an argument
 
@@ -520,7 +536,7 @@ def _parsed(raw: bytes) -> tuple[Any, str]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        return None, f"not UTF-8 text (byte {exc.start} of the line)"
+        return None, f"{_NOT_UTF8} (byte {exc.start} of the line)"
     try:
         value, problems = kustomer.parse_json_text(text)
     except RecursionError:
