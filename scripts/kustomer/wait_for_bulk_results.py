@@ -95,7 +95,7 @@ def main(
     problems = _watch_problems(bulk_id, expected_items, submitted_at, max_wait_seconds, min_interval_seconds)
     _raise_if_invalid(auth_problems(auth) + problems)
     watch = _BulkWatch(auth, bulk_id.strip().lower(), expected_items, min_interval_seconds, max_wait_seconds)
-    return watch.wait(_first_look_delay(submitted_at))
+    return watch.wait(*_first_look(submitted_at))
 
 
 def read_outcomes(
@@ -149,10 +149,16 @@ def _timestamp(text: str) -> float | None:
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
-def _first_look_delay(submitted_at: str) -> float:
+def _first_look(submitted_at: str) -> tuple[float, str]:
+    """How long to wait before the first look, and why, for the log: FIRST_LOOK_AFTER after the
+    submission, which is taken as now when submitted_at is not given."""
     submitted = _timestamp(submitted_at) if submitted_at.strip() else None
     now = POLICY.clock()
-    return max(0.0, min(FIRST_LOOK_AFTER, (submitted if submitted is not None else now) + FIRST_LOOK_AFTER - now))
+    delay = max(0.0, min(FIRST_LOOK_AFTER, (submitted if submitted is not None else now) + FIRST_LOOK_AFTER - now))
+    if submitted is None:
+        return delay, ": submitted_at not given, so the first look waits as for an operation just submitted"
+    ago = now - submitted
+    return delay, " was just submitted" if ago < 1 else f" was submitted {ago:.0f} s ago"
 
 
 class _BulkWatch:
@@ -168,7 +174,7 @@ class _BulkWatch:
         self.started, self.max_wait = self.policy.clock(), max_wait
         self.looks_until, self.deadline = self.started + max_wait, self.started + max_wait + READ_TIME
 
-    def wait(self, first_delay: float) -> dict[str, Any]:
+    def wait(self, first_delay: float, first_why: str) -> dict[str, Any]:
         max_wait = self.max_wait
         delays = self.schedule(first_delay, max_wait)
         for look, delay in enumerate(delays, start=1):
@@ -177,7 +183,7 @@ class _BulkWatch:
             why = (
                 f"Bulk operation {self.bulk_id} is {self.status}{self.progress}"
                 if look > 1
-                else (f"Bulk operation {self.bulk_id} was just submitted")
+                else f"Bulk operation {self.bulk_id}{first_why}"
             )
             self.pause(delay, why, f"look {look} of at most {len(delays)}")
             report = self.look()
