@@ -612,9 +612,20 @@ def test_a_line_of_megabytes_is_one_position_and_the_lines_after_it_keep_theirs(
         (2, "created"),
         (3, "created"),
     ]
-    assert "over 1,000 KB of JSON" in entries[1]["why"]
-    assert entries[1]["why"].endswith("(line 2)")
+    assert entries[1]["why"] == (
+        "messages[1]: a line of over 1,000 KB; one message must fit in a bulk request (line 2)"
+    )  # the line is not read, so it is not called JSON (or not)
     assert "retry_file" not in extra  # a line that is no message is never in retry_file, as null or otherwise
+
+
+def test_a_line_of_megabytes_that_is_no_json_is_not_called_json(workspace: Any) -> None:
+    ws, storage = workspace
+    storage.put("uploads/h.jsonl", jsonl(messages(1)) + b"Ann," + b"x" * 3_000_000 + b"\n")
+    with Sandbox() as box:
+        job = run(ws, auth=auth(box), messages_file={"s3": "uploads/h.jsonl"}, dry_run=True)
+    assert job.result["problems"] == [
+        "messages[1]: a line of over 1,000 KB; one message must fit in a bulk request (line 2)"
+    ], job.result
 
 
 @pytest.mark.parametrize("shape", ["json-lines", "pretty-array"])

@@ -532,7 +532,8 @@ def _then_newline(chunks: Iterator[bytes]) -> Iterator[bytes]:
 def _parsed(raw: bytes) -> tuple[Any, str]:
     """A line's message, or why it has none."""
     if len(raw) > MAX_MESSAGE_BYTES:
-        return None, f"over {MAX_MESSAGE_BYTES // 1000:,} KB of JSON; one message must fit in a bulk request"
+        # not read, so not known to be JSON
+        return None, f"a line of over {MAX_MESSAGE_BYTES // 1000:,} KB; one message must fit in a bulk request"
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
