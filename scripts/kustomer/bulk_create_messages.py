@@ -802,6 +802,11 @@ def auth_problems(auth: Any) -> list[str]:
     return problems
 
 
+# A host name without its scheme, such as api.kustomerapp.eu: labels of at most 63 characters, the last
+# one letters only (a key's parts are longer, or hold digits), then perhaps a port and a slash.
+_HOST_ALONE = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}(?::\d{1,5})?/?")
+
+
 def base_url_problem(base_url: Any, key: str) -> str | None:
     example = "such as https://api.prod2.kustomerapp.com"
     if not isinstance(base_url, str):
@@ -815,7 +820,8 @@ def base_url_problem(base_url: Any, key: str) -> str | None:
     except Exception:
         url = None
     if url is None or not url.scheme or not url.host:
-        return f"is not a URL {example} (not shown, in case it is a key in the wrong field)"
+        hint = ": add https:// in front of the host" if _HOST_ALONE.fullmatch(base_url.strip()) else ""
+        return f"is not a URL {example}{hint} (not shown, in case it is a key in the wrong field)"
     if url.userinfo:
         return "holds a user name or password before the host (not shown): Kustomer takes only the API key"
     shown = show(base_url.strip(), 120)
