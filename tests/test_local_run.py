@@ -353,8 +353,26 @@ def test_a_public_name_that_starts_like_a_loopback_address_is_no_local_server() 
             ["create_message", "--data", '{"auth": {"apiKey": "k-0123456789"}}', "--resource", '{"apiKey": "k-2"}'],
             "local-run: a resource is given twice, with --resource and as 'auth' in --data: keep one; nothing was run",
         ),
+        (
+            ["create_message", "--data", '{"Body": {"channel": "chat", "app": "a", "direction": "in"}}'],
+            "local-run: create_message has no input 'Body' (did you mean 'body'?); its inputs are auth, body. "
+            "Nothing was run.",
+        ),
+        (
+            ["import_messages", "--data", '{"messages_file": "examples/history.jsonl"}'],
+            "local-run: messages_file in --data is a text, but it must be a file of the workspace storage: give the "
+            "local file with --file PATH instead (local-run uploads it and passes it as messages_file); nothing was "
+            "run",
+        ),
     ],
-    ids=["a-misspelt-flow-input", "a-misspelt-script-argument", "a-missing-file", "resource-and-auth-both"],
+    ids=[
+        "a-misspelt-flow-input",
+        "a-misspelt-script-argument",
+        "a-missing-file",
+        "resource-and-auth-both",
+        "a-capitalised-body",
+        "messages-file-as-a-path",
+    ],
 )
 def test_a_wrong_argument_is_refused_in_one_line_before_anything_starts(args: list[str], said: str) -> None:
     done = run_cli(*args)

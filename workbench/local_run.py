@@ -122,7 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     is_flow = target.is_dir()
     args = read_json_option(options.data, "--data") if options.data is not None else {}
     wants_body = not is_flow and "body" in parameters(target) and options.data is not None
-    if wants_body and not (isinstance(args, dict) and ("body" in args or "auth" in args)):
+    # {"Body": ...} is the argument misspelt, not a bare body: refuse_unknown_inputs names `body`
+    named = isinstance(args, dict) and any(str(key).lower() in ("body", "auth") for key in args)
+    if wants_body and not named:
         say("--data has no 'body' key: using all of it as the body")
         args = {"body": args}
     if not isinstance(args, dict):
@@ -130,6 +132,12 @@ def main(argv: list[str] | None = None) -> int:
     if options.file and not is_flow:
         raise SystemExit("local-run: --file is for the import flow (it becomes messages_file)")
     refuse_unknown_inputs(target, args)
+    if is_flow and isinstance(args.get("messages_file"), str):
+        raise SystemExit(
+            "local-run: messages_file in --data is a text, but it must be a file of the workspace storage: give "
+            "the local file with --file PATH instead (local-run uploads it and passes it as messages_file); "
+            "nothing was run"
+        )
     if options.file and not Path(options.file).is_file():
         raise SystemExit(f"local-run: --file {options.file!r} is not a readable file; nothing was run")
     if options.resource and "auth" in args:
