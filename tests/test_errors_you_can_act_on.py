@@ -67,3 +67,17 @@ def test_connection_retries_say_in_the_log_how_long_and_which_attempt(
     assert len(logged) == len(waits) >= 2
     pattern = r"the connection failed.*; waiting \d+ s, until .* UTC, then attempt \d of at most 5\."
     assert all(re.search(pattern, line) for line in logged), logged
+
+
+@pytest.mark.parametrize(("allowed", "said"), [(5, "5 attempts over"), (1, "1 attempt over")])
+def test_a_connection_that_never_comes_counts_its_attempts_in_english(
+    fake_time: FakeTime, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, allowed: int, said: str
+) -> None:
+    monkeypatch.setattr(create_message, "POLICY", create_message.POLICY._replace(max_failed_attempts=allowed))
+    listener = socket.create_server(("127.0.0.1", 0))
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    listener.close()  # nothing listens there now: every connection is refused
+    outcome = run(create_message, url, capsys)
+    assert isinstance(outcome.error, create_message.KustomerConnectionError)
+    assert f"Connection refused), {said} " in str(outcome.error), str(outcome.error)
+    assert "(s)" not in str(outcome.error)

@@ -240,6 +240,57 @@ def test_a_dry_run_lists_the_invalid_messages_as_a_run_would_and_sends_nothing(w
     assert not any(key.endswith(("manifest.json", "lease.json")) for key in storage.objects("kustomer_import/"))
 
 
+@pytest.mark.parametrize(
+    ("invalid", "total", "refused", "dry_run"),
+    [
+        (
+            1,
+            1,
+            "The only message is invalid; nothing was sent. Fix it and run again (no message is valid: skip_invalid "
+            "would send nothing):\n- messages[0].channel: 'fax' is not one of",
+            "The only message is invalid: a run would send nothing (with skip_invalid neither: no message is valid); "
+            "invalid_file lists it with its problems. Nothing was sent.",
+        ),
+        (
+            3,
+            3,
+            "All 3 messages are invalid; nothing was sent. Fix them and run again (no message is valid: skip_invalid "
+            "would send nothing):\n",
+            "All 3 messages are invalid: a run would send nothing (with skip_invalid neither: no message is valid); "
+            "invalid_file lists every one with its problems. Nothing was sent.",
+        ),
+        (
+            1,
+            3,
+            "1 of 3 messages is invalid; nothing was sent. Fix it, or run with skip_invalid to send the 2 valid ones "
+            "and report the invalid one as not sent:\n",
+            "1 of 3 messages is invalid: a run would send nothing (with skip_invalid, it sends the 2 valid ones and "
+            "reports the invalid one as not sent); invalid_file lists it with its problems. Nothing was sent.",
+        ),
+        (
+            2,
+            3,
+            "2 of 3 messages are invalid; nothing was sent. Fix them, or run with skip_invalid to send the valid one "
+            "and report the others as not sent:\n",
+            "2 of 3 messages are invalid: a run would send nothing (with skip_invalid, it sends the valid one and "
+            "reports the others as not sent); invalid_file lists every one with its problems. Nothing was sent.",
+        ),
+    ],
+    ids=["the-only-one", "all-three", "one-of-three", "two-of-three"],
+)
+def test_invalid_messages_are_counted_in_english_and_skip_invalid_is_offered_only_when_one_is_valid(
+    workspace: Any, invalid: int, total: int, refused: str, dry_run: str
+) -> None:
+    ws, _ = workspace
+    given = [{**m, "channel": "fax"} if i < invalid else m for i, m in enumerate(messages(total))]
+    with Sandbox() as box:
+        run_job = run(ws, auth=auth(box), messages=given)
+        dry = run(ws, auth=auth(box), messages=given, dry_run=True)
+        assert box.requests == []
+    assert run_job.result["message"].startswith(refused)
+    assert dry.result["summary"] == dry_run
+
+
 def test_the_summary_of_one_of_each_reads_as_english_and_names_a_line_that_is_no_message_by_its_line(
     workspace: Any,
 ) -> None:
@@ -561,9 +612,20 @@ def test_a_line_of_megabytes_is_one_position_and_the_lines_after_it_keep_theirs(
         (2, "created"),
         (3, "created"),
     ]
-    assert "over 1,000 KB of JSON" in entries[1]["why"]
-    assert entries[1]["why"].endswith("(line 2)")
+    assert entries[1]["why"] == (
+        "messages[1]: a line of over 1,000 KB; one message must fit in a bulk request (line 2)"
+    )  # the line is not read, so it is not called JSON (or not)
     assert "retry_file" not in extra  # a line that is no message is never in retry_file, as null or otherwise
+
+
+def test_a_line_of_megabytes_that_is_no_json_is_not_called_json(workspace: Any) -> None:
+    ws, storage = workspace
+    storage.put("uploads/h.jsonl", jsonl(messages(1)) + b"Ann," + b"x" * 3_000_000 + b"\n")
+    with Sandbox() as box:
+        job = run(ws, auth=auth(box), messages_file={"s3": "uploads/h.jsonl"}, dry_run=True)
+    assert job.result["problems"] == [
+        "messages[1]: a line of over 1,000 KB; one message must fit in a bulk request (line 2)"
+    ], job.result
 
 
 @pytest.mark.parametrize("shape", ["json-lines", "pretty-array"])
@@ -800,3 +862,51 @@ def test_a_send_stopped_while_it_waits_for_its_turn_leaves_its_batch_new(monkeyp
     with pytest.raises(KeyboardInterrupt):
         step.main({"apiKey": "k"}, "imp", [0, 1], max_requests_per_minute=30)
     assert json.loads(stored["kustomer_import/imp/state-0.json"]) == {"state": "new"}
+
+
+HISTORY = [{"channel": "email", "app": "a", "preview": f"Merci, c'est réglé ({i})"} for i in range(3)]
+
+
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [
+        (
+            "".join(json.dumps(m, ensure_ascii=False) + "\n" for m in HISTORY).encode("cp1252"),
+            "messages_file is not UTF-8 text: none of its 3 lines reads as UTF-8 (the file was saved in another "
+            "encoding, such as Windows-1252 or Latin-1, as some exports are). Save it as UTF-8 and upload it again. "
+            "Nothing was sent.",
+        ),
+        (
+            (json.dumps(HISTORY[0], ensure_ascii=False) + "\n").encode("latin-1"),
+            "messages_file is not UTF-8 text: its only line does not read as UTF-8 (the file was saved in another "
+            "encoding, such as Windows-1252 or Latin-1, as some exports are). Save it as UTF-8 and upload it again. "
+            "Nothing was sent.",
+        ),
+        (
+            "".join(json.dumps(m, ensure_ascii=False) + "\n" for m in HISTORY).encode("utf-16"),  # with its BOM
+            "messages_file is UTF-16 text, not UTF-8: save it as UTF-8 and upload it again. Nothing was sent.",
+        ),
+        (
+            json.dumps(HISTORY, ensure_ascii=False).encode("utf-16-le"),  # no BOM
+            "messages_file is UTF-16 text, not UTF-8: save it as UTF-8 and upload it again. Nothing was sent.",
+        ),
+    ],
+    ids=["windows-1252-lines", "one-latin-1-line", "utf-16-with-bom", "utf-16-le-array"],
+)
+def test_a_file_in_another_encoding_is_named_as_such_and_to_be_saved_as_utf_8(
+    workspace: Any, content: bytes, said: str
+) -> None:
+    ws, storage = workspace
+    storage.put("uploads/h.jsonl", content)
+    with Sandbox() as box:
+        job = run(ws, auth=auth(box), messages_file={"s3": "uploads/h.jsonl"}, skip_invalid=True)
+        assert box.requests == []
+    assert (job.result["name"], job.result["message"]) == ("ImportInputError", said)
+
+
+def test_a_group_paced_at_one_request_a_minute_says_request_in_the_singular(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    step = load_step(monkeypatch, "send_group", {})  # no batch to send: the job says its pace and ends
+    step.main({"apiKey": "k"}, "imp", [0, 0], max_requests_per_minute=1)
+    assert "at most 1 request a minute." in capsys.readouterr().out

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -348,14 +349,74 @@ def test_a_public_name_that_starts_like_a_loopback_address_is_no_local_server() 
             ["import_messages", "--file", "nothere.jsonl"],
             "local-run: --file 'nothere.jsonl' is not a readable file; nothing was run",
         ),
+        (
+            ["create_message", "--data", '{"auth": {"apiKey": "k-0123456789"}}', "--resource", '{"apiKey": "k-2"}'],
+            "local-run: a resource is given twice, with --resource and as 'auth' in --data: keep one; nothing was run",
+        ),
+        (
+            ["create_message", "--data", '{"Body": {"channel": "chat", "app": "a", "direction": "in"}}'],
+            "local-run: create_message has no input 'Body' (did you mean 'body'?); its inputs are auth, body. "
+            "Nothing was run.",
+        ),
+        (
+            ["import_messages", "--data", '{"messages_file": "examples/history.jsonl"}'],
+            "local-run: messages_file in --data is a text, but it must be a file of the workspace storage: give the "
+            "local file with --file PATH instead (local-run uploads it and passes it as messages_file); nothing was "
+            "run",
+        ),
     ],
-    ids=["a-misspelt-flow-input", "a-misspelt-script-argument", "a-missing-file"],
+    ids=[
+        "a-misspelt-flow-input",
+        "a-misspelt-script-argument",
+        "a-missing-file",
+        "resource-and-auth-both",
+        "a-capitalised-body",
+        "messages-file-as-a-path",
+    ],
 )
 def test_a_wrong_argument_is_refused_in_one_line_before_anything_starts(args: list[str], said: str) -> None:
     done = run_cli(*args)
     assert done.returncode == 1
     assert done.stderr.strip() == said
     assert done.stdout == ""
+
+
+def test_a_base_url_without_a_key_is_refused_rather_than_ignored() -> None:
+    """The README's own background sandbox sets both: with one alone the user meant a server, not the
+    embedded sandbox, and should hear so before anything starts."""
+    done = run_cli(
+        "create_message", "--data", "@examples/create_message.json", env={"KUSTOMER_BASE_URL": "http://127.0.0.1:9"}
+    )
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == (
+        "local-run: KUSTOMER_BASE_URL is set but KUSTOMER_API_KEY is not: set KUSTOMER_API_KEY too (any key "
+        "for a sandbox), or unset KUSTOMER_BASE_URL to use the embedded sandbox; nothing was run\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("switch", "under", "problem"),
+    [
+        ("--report-dir", "", "is a file, not a folder"),
+        ("--report-dir", "/reports", "is inside '{file}', a file"),
+        ("--storage-dir", "", "is a file, not a folder"),
+    ],
+    ids=["report-dir-a-file", "report-dir-inside-a-file", "storage-dir-a-file"],
+)
+def test_a_folder_switch_naming_a_file_is_refused_before_the_import_sends_anything(
+    tmp_path: Path, switch: str, under: str, problem: str
+) -> None:
+    file = tmp_path / "afile"
+    file.write_text("")
+    with Sandbox() as sandbox:
+        env = {"KUSTOMER_API_KEY": "k-0123456789", "KUSTOMER_BASE_URL": sandbox.url}
+        done = run_cli("import_messages", "--file", "examples/history.jsonl", switch, f"{file}{under}", env=env)
+        sent = sandbox.requests
+    assert (done.returncode, done.stdout, sent) == (1, "", [])
+    assert done.stderr == (
+        f"local-run: {switch} '{file}{under}' {problem.format(file=file)}: give a folder (made if missing); "
+        "nothing was run\n"
+    )
 
 
 def test_an_import_refused_for_its_invalid_messages_saves_the_invalid_file(tmp_path: Path) -> None:
@@ -564,3 +625,139 @@ def test_the_readmes_file_with_problems_is_refused_whole_and_with_skip_invalid_s
     assert skipped.returncode == 1
     counts = json.loads(skipped.stdout)["extra"]["counts"]
     assert (counts["created"], counts["not_sent"]) == (2, 3)
+
+
+# ---- every tool at its command line: a wrong switch is one line, Ctrl-C is one line ----
+
+
+@pytest.mark.parametrize(
+    ("command", "said"),
+    [
+        (
+            ["local-run"],
+            "local-run: name the script or flow to run (scripts: bulk_create_messages, create_message, "
+            "wait_for_bulk_results; flows: import_messages; or a path to a .py file or a .flow folder) (see --help)",
+        ),
+        (["local-run", "create_message", "--bogus"], "local-run: no switch --bogus (see --help)"),
+        (
+            ["local-run", "create_message", "--reprot-dir", "x"],
+            "local-run: no switch --reprot-dir (did you mean --report-dir?) (see --help)",
+        ),
+        (
+            ["local-run", "create_message", "k-secret-0123456789"],
+            "local-run: 1 argument too many (not shown: it may hold a key) (see --help)",
+        ),
+        (
+            ["kustomer-sandbox", "--port", "abc"],
+            "kustomer-sandbox: argument --port: invalid int value: 'abc' (see --help)",
+        ),
+        (["demo", "--bogus"], "demo: no switch --bogus (see --help)"),
+        (["deploy"], "deploy: the following arguments are required: --base-url, --workspace (see --help)"),
+        (["bench", "--bogus"], "bench: no switch --bogus (see --help)"),
+    ],
+    ids=[
+        "local-run-no-name",
+        "local-run-bogus",
+        "local-run-misspelt",
+        "local-run-stray-word",
+        "sandbox-port",
+        "demo",
+        "deploy",
+        "bench",
+    ],
+)
+def test_a_wrong_switch_is_one_line_naming_it_and_exit_2(command: list[str], said: str) -> None:
+    done = subprocess.run(
+        [str(BIN / command[0]), *command[1:]],
+        cwd=ROOT,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (done.returncode, done.stderr, done.stdout) == (2, said + "\n", "")
+
+
+def test_a_choice_not_among_a_switchs_choices_is_one_line_too() -> None:
+    done = subprocess.run(
+        [str(BIN / "kustomer-sandbox"), "--fault", "404"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 2
+    assert len(done.stderr.splitlines()) == 1
+    assert done.stderr.startswith("kustomer-sandbox: argument --fault: invalid choice: '404' (choose from '429', ")
+
+
+def test_help_still_prints_the_whole_help() -> None:
+    done = subprocess.run([str(BIN / "local-run"), "--help"], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0
+    assert done.stdout.startswith("usage: local-run ")
+    assert "--storage-dir" in done.stdout
+
+
+def catches_ctrl_c(pid: int) -> bool:
+    """Whether the process has its SIGINT handler in place."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    caught = int(next(line for line in status.splitlines() if line.startswith("SigCgt:")).split()[1], 16)
+    return bool(caught & (1 << (signal.SIGINT - 1)))
+
+
+def loading_the_tool(pid: int) -> bool:
+    """Whether Python has started, and is importing the tool: it has loaded the json module's library,
+    which neither Python's start-up nor workbench/commands.py imports, and the tool does first."""
+    return "/_json." in Path(f"/proc/{pid}/maps").read_text()
+
+
+def has_a_child(pid: int) -> bool:
+    return bool(Path(f"/proc/{pid}/task/{pid}/children").read_text().split())
+
+
+def ctrl_c(command: list[str], when: Callable[[int], bool]) -> tuple[int, str]:
+    """Start a tool in its own process group, as a terminal's foreground job, and once `when(pid)` holds
+    send SIGINT to the whole group, as Ctrl-C does; its exit code and its stderr."""
+    with tempfile.TemporaryDirectory(prefix="ctrl-c-") as folder:
+        process = subprocess.Popen(
+            [str(BIN / command[0]), *command[1:]],
+            cwd=ROOT,
+            env=cli_env({"HOME": folder}),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 30
+        while not when(process.pid) and time.monotonic() < deadline:
+            time.sleep(0.002)
+        os.killpg(process.pid, signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    assert "Traceback" not in out + err
+    return process.returncode, err
+
+
+def test_ctrl_c_while_local_run_loads_is_one_line_and_exit_130(tmp_path: Path) -> None:
+    """Its imports take a quarter of a second: an interrupt then is no traceback either."""
+    code, err = ctrl_c(["local-run", "create_message", "--storage-dir", str(tmp_path)], loading_the_tool)
+    assert (code, err) == (130, "local-run: interrupted before the job started: nothing was run\n")
+
+
+def test_ctrl_c_during_the_demo_stops_its_job_in_one_line_and_exit_130() -> None:
+    code, err = ctrl_c(["demo"], has_a_child)  # a job is running
+    assert (code, err) == (
+        130,
+        "demo: interrupted: the running job was stopped and nothing more is sent to the sandbox\n",
+    )
+
+
+def test_ctrl_c_stops_the_sandbox_in_one_line_and_exit_130() -> None:
+    process = subprocess.Popen(
+        [str(BIN / "kustomer-sandbox"), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline().startswith("Kustomer sandbox on http://127.0.0.1:")  # it serves
+    os.killpg(process.pid, signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert (process.returncode, err) == (130, "kustomer-sandbox: stopped (Ctrl-C); what it received is gone with it\n")

@@ -478,6 +478,16 @@ def test_a_misspelled_resource_key_gets_a_suggestion() -> None:
         ("https://api.kust omerapp.com", "does not name a host (and port) that can be reached"),
         ("https://%61pi.kustomerapp.com", "does not name a host (and port) that can be reached"),
         ("https://api.kustomerapp.com:99999", "does not name a host (and port) that can be reached"),
+        (
+            "api.kustomerapp.eu",
+            "auth.baseUrl: is not a URL such as https://api.prod2.kustomerapp.com: add https:// in front of the host "
+            "(not shown, in case it is a key in the wrong field)",
+        ),
+        (
+            "s3cr3t-pass.s3cr3t-pass.s3cr3t-pass",  # no host name: its last part has digits
+            "auth.baseUrl: is not a URL such as https://api.prod2.kustomerapp.com (not shown, in case it is a key in "
+            "the wrong field)",
+        ),
     ],
 )
 def test_a_base_url_with_userinfo_query_fragment_or_path_is_refused(base_url: str, expected: str) -> None:

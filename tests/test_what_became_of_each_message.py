@@ -6,6 +6,7 @@ where it would be long."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -55,7 +56,33 @@ def test_waits_for_the_lifecycle_then_returns_each_message_by_client_ref() -> No
     assert all(i["error"] in (SIMULATED_FAILURE,) for i in failed)
     assert report["created"] + report["failed"] == 10
     assert report["failed"] == len(failed)
-    assert "was just submitted; waiting 5 s" in job.logs  # a wait of a second or more says so in the log
+    # a wait of a second or more says so in the log; without submitted_at, it does not claim to know when
+    assert ": submitted_at not given, so the first look waits as for an operation just submitted; waiting 5 s" in (
+        job.logs
+    )
+
+
+@pytest.mark.parametrize(
+    ("submitted", "said"),
+    [
+        (None, ": submitted_at not given, so the first look waits as for an operation just submitted; waiting 5 s"),
+        (0, " was just submitted; waiting 5 s"),
+        (-2, " was submitted 2 s ago; waiting 3 s"),
+    ],
+    ids=["not-given", "just-now", "2-s-ago"],
+)
+def test_the_first_wait_says_what_it_knows_of_when_the_operation_was_submitted(
+    fake_time: FakeTime, capsys: pytest.CaptureFixture[str], submitted: int | None, said: str
+) -> None:
+    when = (
+        {}
+        if submitted is None
+        else {"submitted_at": f"{datetime.fromtimestamp(fake_time.now + submitted, UTC):%Y-%m-%dT%H:%M:%SZ}"}
+    )
+    with Sandbox() as box:
+        bulk = submit(box, 1)
+        wait.main(auth(box), bulk["id"], **when)  # type: ignore[arg-type]
+    assert f"Bulk operation {bulk['id']}{said}, until " in capsys.readouterr().out
 
 
 def test_with_expected_items_one_read_of_a_finished_operation_confirms_it(sandbox: Sandbox) -> None:

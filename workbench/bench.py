@@ -26,7 +26,6 @@ Progress goes to stderr.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import platform
@@ -38,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench import bench_tls
+from workbench.cli import Parser
 from workbench.local_flow import local_workspace, run_flow_job
 from workbench.measure import Row, import_time, paired, progress, spread, timed_job, verdict
 from workbench.paths import FLOWS, SCRIPTS, script_names
@@ -408,7 +408,7 @@ def inline_row(quick: bool) -> Row:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bench", description=__doc__.split("\n\n")[0])
+    parser = Parser(prog="bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="few samples, figures without verdicts")
     parser.add_argument("--scale", type=int, default=100_000, help="messages of the import at scale (e)")
     parser.add_argument("--only-scale", action="store_true", help="measure (e) only")

@@ -10,7 +10,6 @@ real timelines.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -18,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from workbench.cli import Parser
 from workbench.paths import ROOT, SCRIPTS
 from workbench.sandbox import Sandbox
 from workbench.worker import run_job
@@ -39,18 +39,31 @@ def show(title: str, value: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="demo", description=__doc__.split("\n\n")[0])
+    parser = Parser(prog="demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--yes", action="store_true", help="with KUSTOMER_API_KEY set: really create the messages")
     options = parser.parse_args(argv)
 
     real_key = os.environ.get("KUSTOMER_API_KEY")
-    if real_key and not options.yes:
+    try:
+        return run_demo(real_key, options.yes)
+    except KeyboardInterrupt:  # the job running is already stopped (worker.run_job), and the sandbox with it
+        to = (
+            "Kustomer (a request already on its way may have been applied)"
+            if real_key and options.yes
+            else "the sandbox"
+        )
+        print(f"demo: interrupted: the running job was stopped and nothing more is sent to {to}", file=sys.stderr)
+        return 130
+
+
+def run_demo(real_key: str | None, yes: bool) -> int:
+    if real_key and not yes:
         print(
             "KUSTOMER_API_KEY is set: this demo would record the example messages in your real Kustomer org.\n"
             "It uses the offline sandbox instead; run `uv run demo --yes` to use the real API "
             "(edit the conversation ids in examples/ first).\n"
         )
-    if real_key and options.yes:
+    if real_key and yes:
         auth = {"apiKey": real_key, "baseUrl": os.environ.get("KUSTOMER_BASE_URL", "")}
         print(f"Using the REAL Kustomer API at {auth['baseUrl'] or 'https://api.kustomerapp.com'}.")
         return run_all(auth, None)

@@ -25,6 +25,7 @@ import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from workbench.cli import Parser
 from workbench.paths import FLOWS, ROOT, SCRIPTS, workspace_scripts
 
 WMILL = ROOT / "node_modules" / ".bin" / "wmill"
@@ -117,7 +118,7 @@ def is_loopback(host: str) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="deploy", description=__doc__.split("\n\n")[0])
+    parser = Parser(prog="deploy", description=__doc__.split("\n\n")[0])
     parser.add_argument("--base-url", required=True, help="the Windmill instance, e.g. https://app.windmill.dev")
     parser.add_argument("--workspace", required=True, help="the workspace id")
     parser.add_argument(
@@ -134,6 +135,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"deploy: {problem}", file=sys.stderr)
         return 2
 
+    try:
+        return deploy(options, token)
+    except KeyboardInterrupt:
+        print("deploy: interrupted: what was pushed before it stays; nothing was deleted", file=sys.stderr)
+        return 130
+
+
+def deploy(options: argparse.Namespace, token: str) -> int:
     with tempfile.TemporaryDirectory(prefix="kustomer-deploy-") as staging:
         root = Path(staging)
         commands = stage(options.folder, root)

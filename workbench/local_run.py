@@ -33,6 +33,7 @@ import sys
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from workbench.cli import Parser
 from workbench.local_flow import local_workspace, run_flow_job
 from workbench.paths import FLOWS, ROOT, SCRIPTS, script_names
 from workbench.windmill_storage import WindmillStorage
@@ -49,11 +50,13 @@ def resolve(name: str) -> Path:
             return candidate.resolve()
         if candidate.is_file() and candidate.suffix == ".py":
             return candidate.resolve()
+    raise SystemExit(f"local-run: no script or flow {name!r}; {'; '.join(runnable())}")
+
+
+def runnable() -> list[str]:
+    """What local-run runs by name, for a message that asks for one."""
     flows = ", ".join(p.name.removesuffix(".flow") for p in sorted(FLOWS.glob("*.flow")))
-    raise SystemExit(
-        f"local-run: no script or flow {name!r}; scripts: {', '.join(script_names())}; flows: {flows}; "
-        "or give a path to a .py file or a .flow folder"
-    )
+    return [f"scripts: {', '.join(script_names())}", f"flows: {flows}", "or a path to a .py file or a .flow folder"]
 
 
 def read_json_option(value: str, what: str) -> Any:
@@ -91,8 +94,8 @@ def printed(job: JobResult, pretty: bool) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="local-run", description=__doc__.split("\n\n")[0])
-    parser.add_argument("name", help="a script (create_message, ...), a flow (import_messages), or a path")
+    parser = Parser(prog="local-run", description=__doc__.split("\n\n")[0])
+    parser.add_argument("name", nargs="?", help="a script (create_message, ...), a flow (import_messages), or a path")
     parser.add_argument("--data", help="the job arguments, e.g. '{\"body\": {...}}', or @FILE")
     parser.add_argument("--resource", help='the kustomer resource, e.g. \'{"apiKey": "..."}\', or @FILE')
     parser.add_argument("--file", help="for the import flow: a JSON Lines or JSON file of messages, as messages_file")
@@ -112,12 +115,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--pretty", action="store_true", help="indented result; an error as plain text")
     options = parser.parse_args(argv)
+    if options.name is None:
+        parser.error(f"name the script or flow to run ({'; '.join(runnable())})")
 
     target = resolve(options.name)
     is_flow = target.is_dir()
     args = read_json_option(options.data, "--data") if options.data is not None else {}
     wants_body = not is_flow and "body" in parameters(target) and options.data is not None
-    if wants_body and not (isinstance(args, dict) and ("body" in args or "auth" in args)):
+    # {"Body": ...} is the argument misspelt, not a bare body: refuse_unknown_inputs names `body`
+    named = isinstance(args, dict) and any(str(key).lower() in ("body", "auth") for key in args)
+    if wants_body and not named:
         say("--data has no 'body' key: using all of it as the body")
         args = {"body": args}
     if not isinstance(args, dict):
@@ -125,8 +132,30 @@ def main(argv: list[str] | None = None) -> int:
     if options.file and not is_flow:
         raise SystemExit("local-run: --file is for the import flow (it becomes messages_file)")
     refuse_unknown_inputs(target, args)
+    if is_flow and isinstance(args.get("messages_file"), str):
+        raise SystemExit(
+            "local-run: messages_file in --data is a text, but it must be a file of the workspace storage: give "
+            "the local file with --file PATH instead (local-run uploads it and passes it as messages_file); "
+            "nothing was run"
+        )
     if options.file and not Path(options.file).is_file():
         raise SystemExit(f"local-run: --file {options.file!r} is not a readable file; nothing was run")
+    if options.resource and "auth" in args:
+        raise SystemExit(
+            "local-run: a resource is given twice, with --resource and as 'auth' in --data: keep one; nothing was run"
+        )
+    if not (options.resource or "auth" in args or os.environ.get("KUSTOMER_API_KEY")) and os.environ.get(
+        "KUSTOMER_BASE_URL"
+    ):
+        raise SystemExit(
+            "local-run: KUSTOMER_BASE_URL is set but KUSTOMER_API_KEY is not: set KUSTOMER_API_KEY too (any key "
+            "for a sandbox), or unset KUSTOMER_BASE_URL to use the embedded sandbox; nothing was run"
+        )
+    for switch, folder in (("--report-dir", options.report_dir), ("--storage-dir", options.storage_dir)):
+        if problem := folder_problem(Path(folder)):
+            raise SystemExit(
+                f"local-run: {switch} {folder!r} {problem}: give a folder (made if missing); nothing was run"
+            )
     store = read_json_option(options.variables, "--variables") if options.variables else {}
     if not isinstance(store, dict):
         raise SystemExit("local-run: --variables must be a JSON object: {path: value}")
@@ -167,13 +196,13 @@ def main(argv: list[str] | None = None) -> int:
                 job = run_job(target, args, workspace=workspace, on_log=log)
             if is_flow:
                 save_report(job, storage, Path(options.report_dir), target, resume)
+        print(printed(job, options.pretty))  # Ctrl-C until the last line is this handler's too
     except Interrupted as stop:
         say(interrupted_line(stop.signum, is_flow, embedded))
         return 128 + stop.signum
     finally:
         for signum, handler in handlers.items():
             signal.signal(signum, handler)
-    print(printed(job, options.pretty))
     return job.exit_code
 
 
@@ -201,6 +230,8 @@ def _stop_jobs_and_raise(signum: int, frame: object) -> None:
 def interrupted_line(signum: int, is_flow: bool, embedded: bool) -> str:
     """What an interrupted run says, in one line: that nothing more is sent, and what running again does."""
     what = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
+    if not is_flow and embedded:
+        return f"{what}: the running job was stopped, and the embedded sandbox with it"
     if not is_flow:
         return (
             f"{what}: the running job was stopped and nothing more is sent to Kustomer (a request already on its "
@@ -215,6 +246,20 @@ def interrupted_line(signum: int, is_flow: bool, embedded: bool) -> str:
         f"{what}: the running job was stopped and nothing more is sent to Kustomer; run the same command again to "
         "go on with the import where it stopped (what may have gone out is looked up, never sent twice)"
     )
+
+
+def folder_problem(folder: Path) -> str | None:
+    """Why local-run could not make or write in `folder`, found before anything is sent (not after an
+    import, when its report is saved), by its nearest part that exists."""
+    for each in (folder, *folder.parents):
+        if not each.exists():
+            continue
+        if not each.is_dir():
+            return "is a file, not a folder" if each == folder else f"is inside {str(each)!r}, a file"
+        if not os.access(each, os.W_OK | os.X_OK):
+            return "is not writable" if each == folder else f"cannot be made in {str(each)!r}: not writable"
+        return None
+    return None
 
 
 def say(line: str) -> None:

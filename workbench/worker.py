@@ -274,10 +274,6 @@ def _run_streaming(
         bufsize=1,
         process_group=0,
     ) as process:
-        with _RUNNING_LOCK:
-            _RUNNING.add(process)
-        if chaos:
-            chaos.started(process)
         killed = threading.Event()
 
         def kill() -> None:
@@ -285,8 +281,13 @@ def _run_streaming(
             process.kill()
 
         timer = threading.Timer(timeout, kill)
-        timer.start()
-        try:
+        timer.daemon = True  # a timer left by an interrupt must not keep the runner alive for `timeout`
+        try:  # from the job's first instant: an interrupt kills it, never waits for it (Popen's exit would)
+            with _RUNNING_LOCK:
+                _RUNNING.add(process)
+            if chaos:
+                chaos.started(process)
+            timer.start()
             assert process.stdout is not None
             for line in process.stdout:
                 lines.append(line)

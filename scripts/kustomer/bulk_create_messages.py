@@ -691,6 +691,11 @@ class RetryPolicy(NamedTuple):
 
 POLICY = RetryPolicy()
 
+
+def _attempts(count: int) -> str:
+    return f"{count} attempt" + ("" if count == 1 else "s")
+
+
 # A job that calls Kustomer many times (the import flow's) does it inside `reused_connections()`:
 # every call of this module, from any thread, then shares one client per kind of host, its
 # connections kept open. Outside it each call has its own client, closed when the call ends.
@@ -797,6 +802,11 @@ def auth_problems(auth: Any) -> list[str]:
     return problems
 
 
+# A host name without its scheme, such as api.kustomerapp.eu: labels of at most 63 characters, the last
+# one letters only (a key's parts are longer, or hold digits), then perhaps a port and a slash.
+_HOST_ALONE = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}(?::\d{1,5})?/?")
+
+
 def base_url_problem(base_url: Any, key: str) -> str | None:
     example = "such as https://api.prod2.kustomerapp.com"
     if not isinstance(base_url, str):
@@ -810,7 +820,8 @@ def base_url_problem(base_url: Any, key: str) -> str | None:
     except Exception:
         url = None
     if url is None or not url.scheme or not url.host:
-        return f"is not a URL {example} (not shown, in case it is a key in the wrong field)"
+        hint = ": add https:// in front of the host" if _HOST_ALONE.fullmatch(base_url.strip()) else ""
+        return f"is not a URL {example}{hint} (not shown, in case it is a key in the wrong field)"
     if url.userinfo:
         return "holds a user name or password before the host (not shown): Kustomer takes only the API key"
     shown = show(base_url.strip(), 120)
@@ -1342,12 +1353,12 @@ class _Exchange:
     def no_answer_error(self, lost: _NoAnswer, attempts: int) -> KustomerConnectionError:
         if lost.sent:  # a GET: reading again was safe, and did not help
             return KustomerConnectionError(
-                f"Kustomer gave no usable answer to {self.where} ({lost.reason}), {attempts} attempt(s) over "
+                f"Kustomer gave no usable answer to {self.where} ({lost.reason}), {_attempts(attempts)} over "
                 f"{self.waited:.0f} s. A GET changes nothing in Kustomer: run again later."
             )
         return KustomerConnectionError(
-            f"Could not connect to {self.url.scheme}://{self.url.netloc.decode()} ({lost.reason}), {attempts} "
-            f"attempt(s) over {self.waited:.0f} s. Nothing was sent, so nothing was created. "
+            f"Could not connect to {self.url.scheme}://{self.url.netloc.decode()} ({lost.reason}), "
+            f"{_attempts(attempts)} over {self.waited:.0f} s. Nothing was sent, so nothing was created. "
             "Check auth.baseUrl, the network and any proxy settings, then run again."
         )
 

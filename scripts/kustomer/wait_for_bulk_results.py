@@ -95,7 +95,7 @@ def main(
     problems = _watch_problems(bulk_id, expected_items, submitted_at, max_wait_seconds, min_interval_seconds)
     _raise_if_invalid(auth_problems(auth) + problems)
     watch = _BulkWatch(auth, bulk_id.strip().lower(), expected_items, min_interval_seconds, max_wait_seconds)
-    return watch.wait(_first_look_delay(submitted_at))
+    return watch.wait(*_first_look(submitted_at))
 
 
 def read_outcomes(
@@ -149,10 +149,16 @@ def _timestamp(text: str) -> float | None:
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
-def _first_look_delay(submitted_at: str) -> float:
+def _first_look(submitted_at: str) -> tuple[float, str]:
+    """How long to wait before the first look, and why, for the log: FIRST_LOOK_AFTER after the
+    submission, which is taken as now when submitted_at is not given."""
     submitted = _timestamp(submitted_at) if submitted_at.strip() else None
     now = POLICY.clock()
-    return max(0.0, min(FIRST_LOOK_AFTER, (submitted if submitted is not None else now) + FIRST_LOOK_AFTER - now))
+    delay = max(0.0, min(FIRST_LOOK_AFTER, (submitted if submitted is not None else now) + FIRST_LOOK_AFTER - now))
+    if submitted is None:
+        return delay, ": submitted_at not given, so the first look waits as for an operation just submitted"
+    ago = now - submitted
+    return delay, " was just submitted" if ago < 1 else f" was submitted {ago:.0f} s ago"
 
 
 class _BulkWatch:
@@ -168,7 +174,7 @@ class _BulkWatch:
         self.started, self.max_wait = self.policy.clock(), max_wait
         self.looks_until, self.deadline = self.started + max_wait, self.started + max_wait + READ_TIME
 
-    def wait(self, first_delay: float) -> dict[str, Any]:
+    def wait(self, first_delay: float, first_why: str) -> dict[str, Any]:
         max_wait = self.max_wait
         delays = self.schedule(first_delay, max_wait)
         for look, delay in enumerate(delays, start=1):
@@ -177,7 +183,7 @@ class _BulkWatch:
             why = (
                 f"Bulk operation {self.bulk_id} is {self.status}{self.progress}"
                 if look > 1
-                else (f"Bulk operation {self.bulk_id} was just submitted")
+                else f"Bulk operation {self.bulk_id}{first_why}"
             )
             self.pause(delay, why, f"look {look} of at most {len(delays)}")
             report = self.look()
@@ -437,6 +443,11 @@ class RetryPolicy(NamedTuple):
 
 POLICY = RetryPolicy()
 
+
+def _attempts(count: int) -> str:
+    return f"{count} attempt" + ("" if count == 1 else "s")
+
+
 # A job that calls Kustomer many times (the import flow's) does it inside `reused_connections()`:
 # every call of this module, from any thread, then shares one client per kind of host, its
 # connections kept open. Outside it each call has its own client, closed when the call ends.
@@ -543,6 +554,11 @@ def auth_problems(auth: Any) -> list[str]:
     return problems
 
 
+# A host name without its scheme, such as api.kustomerapp.eu: labels of at most 63 characters, the last
+# one letters only (a key's parts are longer, or hold digits), then perhaps a port and a slash.
+_HOST_ALONE = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}(?::\d{1,5})?/?")
+
+
 def base_url_problem(base_url: Any, key: str) -> str | None:
     example = "such as https://api.prod2.kustomerapp.com"
     if not isinstance(base_url, str):
@@ -556,7 +572,8 @@ def base_url_problem(base_url: Any, key: str) -> str | None:
     except Exception:
         url = None
     if url is None or not url.scheme or not url.host:
-        return f"is not a URL {example} (not shown, in case it is a key in the wrong field)"
+        hint = ": add https:// in front of the host" if _HOST_ALONE.fullmatch(base_url.strip()) else ""
+        return f"is not a URL {example}{hint} (not shown, in case it is a key in the wrong field)"
     if url.userinfo:
         return "holds a user name or password before the host (not shown): Kustomer takes only the API key"
     shown = show(base_url.strip(), 120)
@@ -1088,12 +1105,12 @@ class _Exchange:
     def no_answer_error(self, lost: _NoAnswer, attempts: int) -> KustomerConnectionError:
         if lost.sent:  # a GET: reading again was safe, and did not help
             return KustomerConnectionError(
-                f"Kustomer gave no usable answer to {self.where} ({lost.reason}), {attempts} attempt(s) over "
+                f"Kustomer gave no usable answer to {self.where} ({lost.reason}), {_attempts(attempts)} over "
                 f"{self.waited:.0f} s. A GET changes nothing in Kustomer: run again later."
             )
         return KustomerConnectionError(
-            f"Could not connect to {self.url.scheme}://{self.url.netloc.decode()} ({lost.reason}), {attempts} "
-            f"attempt(s) over {self.waited:.0f} s. Nothing was sent, so nothing was created. "
+            f"Could not connect to {self.url.scheme}://{self.url.netloc.decode()} ({lost.reason}), "
+            f"{_attempts(attempts)} over {self.waited:.0f} s. Nothing was sent, so nothing was created. "
             "Check auth.baseUrl, the network and any proxy settings, then run again."
         )
 

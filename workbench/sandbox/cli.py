@@ -7,6 +7,7 @@ import errno
 import sys
 import time
 
+from workbench.cli import Parser
 from workbench.sandbox.faults import FAULTS
 from workbench.sandbox.server import Sandbox
 
@@ -28,7 +29,7 @@ def switch_problems(options: argparse.Namespace) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="kustomer-sandbox", description="A Kustomer stand-in on loopback.")
+    parser = Parser(prog="kustomer-sandbox", description="A Kustomer stand-in on loopback.")
     parser.add_argument("--port", type=int, default=8787, help="loopback port (0 picks a free one; default 8787)")
     parser.add_argument("--rate-limit", type=int, help="requests allowed per window; more answer 429")
     parser.add_argument("--window", type=float, default=60.0, help="rate-limit window in seconds (default 60)")
@@ -62,12 +63,13 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"kustomer-sandbox: cannot listen on port {options.port}: {exc.strerror}", file=sys.stderr)
         return 2
-    box.start()
-    print(f"Kustomer sandbox on {box.url}  (baseUrl for the kustomer resource; any apiKey works)", flush=True)
-    print(f"What it received: {box.url}/__sandbox/requests   Stop: Ctrl-C", flush=True)
+    box.start()  # before it, Ctrl-C is workbench/commands.py's line: a server not serving cannot be shut down
     try:
+        print(f"Kustomer sandbox on {box.url}  (baseUrl for the kustomer resource; any apiKey works)", flush=True)
+        print(f"What it received: {box.url}/__sandbox/requests   Stop: Ctrl-C", flush=True)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
         box.stop()
-    return 0
+        print("kustomer-sandbox: stopped (Ctrl-C); what it received is gone with it", file=sys.stderr, flush=True)
+        return 130

@@ -156,6 +156,22 @@ def _plural(count: int, one: str, many: str) -> str:
     return f"{count} {one if count == 1 else many}"
 
 
+def _invalid(counts: dict[str, int]) -> str:
+    """How many messages are invalid, of how many, as a sentence's subject and verb."""
+    invalid, total = counts["invalid"], counts["messages"]
+    if invalid == total:
+        return "The only message is invalid" if total == 1 else f"All {total} messages are invalid"
+    return f"{invalid} of {total} messages {'is' if invalid == 1 else 'are'} invalid"
+
+
+def _valid(counts: dict[str, int]) -> str:
+    return "the valid one" if counts["valid"] == 1 else f"the {counts['valid']} valid ones"
+
+
+def _others(counts: dict[str, int]) -> str:
+    return "the invalid one" if counts["invalid"] == 1 else "the others"
+
+
 def _check_inputs(auth: Any, label: Any, per_minute: Any, skip_invalid: Any, dry_run: Any, file: Any) -> None:
     """The flow's inputs of the wrong type, each named, before anything is read or sent."""
     problems = []
@@ -236,6 +252,12 @@ def _spooled(text: str, file: dict[str, Any] | None, folder: str) -> tuple[Calla
         with open(path, "rb") as reader:
             chunks = _chunks(reader)
             first = next(chunks, b"").removeprefix(codecs.BOM_UTF8)  # Excel and PowerShell write one
+            # Windows' "Unicode" and PowerShell 5's `>` write UTF-16: a byte order mark, or a NUL beside each
+            # ASCII character (JSON text has no NUL byte of its own)
+            if first.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or b"\x00" in first[:2]:
+                raise ImportInputError(
+                    "messages_file is UTF-16 text, not UTF-8: save it as UTF-8 and upload it again. Nothing was sent."
+                )
             rest = itertools.chain([first], chunks)
             yield from _array_items(rest, "messages_file") if first.lstrip()[:1] == b"[" else _lines(rest)
 
@@ -292,10 +314,15 @@ def _dry_run(source: Callable[[], Iterator[Any]], folder: str, per_minute: int, 
         invalid_file = {"s3": key}
     plan = _plan(batches, per_minute, -(-batches // group_size(per_minute)))
     if counts["invalid"]:
+        listed = "it" if counts["invalid"] == 1 else "every one"
         summary = (
-            f"{counts['invalid']} of {_plural(counts['messages'], 'message is', 'messages are')} invalid: a run would "
-            f"send nothing (with skip_invalid, it sends the {counts['valid']} valid and reports the others as not "
-            "sent); invalid_file lists every one with its problems. Nothing was sent."
+            f"{_invalid(counts)}: a run would send nothing ("
+            + (
+                "with skip_invalid neither: no message is valid"
+                if not counts["valid"]
+                else f"with skip_invalid, it sends {_valid(counts)} and reports {_others(counts)} as not sent"
+            )
+            + f"); invalid_file lists {listed} with its problems. Nothing was sent."
         )
     else:
         summary = (
@@ -323,6 +350,7 @@ def _checked_batches(source: Callable[[], Iterator[Any]], folder: str) -> tuple[
     first problems."""
     counts = {"messages": 0, "valid": 0, "invalid": 0}
     unreadable = 0  # positions that are no JSON at all
+    undecodable = 0  # of those, lines that are not even UTF-8 text
     shown: list[str] = []
     seen: dict[int, int] = {}  # 8-byte digest of each _clientRef -> its position: about 70 bytes a message
     number = 0
@@ -334,6 +362,7 @@ def _checked_batches(source: Callable[[], Iterator[Any]], folder: str) -> tuple[
             if problems:
                 counts["invalid"] += 1
                 unreadable += message is None or isinstance(message, LineText)
+                undecodable += isinstance(message, LineText) and any(_NOT_UTF8 in p for p in problems)
                 line = {"position": position, "problems": problems, "message": message}
                 if isinstance(message, LineText):  # no message: the line's text, to find and fix it
                     line.update(message=None, text=str(message))
@@ -356,6 +385,13 @@ def _checked_batches(source: Callable[[], Iterator[Any]], folder: str) -> tuple[
             number += 1
     if not counts["messages"]:
         raise ImportInputError("No messages: the input holds none. Nothing was sent.")
+    if undecodable and undecodable == counts["messages"]:
+        lines = "its only line does not read" if undecodable == 1 else f"none of its {undecodable} lines reads"
+        raise ImportInputError(
+            f"messages_file is not UTF-8 text: {lines} as UTF-8 (the file was saved in another encoding, "
+            "such as Windows-1252 or Latin-1, as some exports are). Save it as UTF-8 and upload it again. Nothing "
+            "was sent."
+        )
     if unreadable == counts["messages"] and unreadable > 1:
         raise ImportInputError(
             f"None of the {unreadable} lines of the input is a JSON message, so it is neither JSON Lines (one message "
@@ -380,12 +416,14 @@ def _cut(
         more = (
             f"\n- ... invalid_file in this error's extra lists all {counts['invalid']}" if len(shown) == SHOWN else ""
         )
-        of = _plural(counts["messages"], "message is", "messages are")
+        fix = "Fix it" if counts["invalid"] == 1 else "Fix them"
+        advice = (
+            f"{fix} and run again (no message is valid: skip_invalid would send nothing)"
+            if not counts["valid"]
+            else f"{fix}, or run with skip_invalid to send {_valid(counts)} and report {_others(counts)} as not sent"
+        )
         raise ImportInputError(
-            f"{counts['invalid']} of {of} invalid; nothing was sent. Fix them, or run "
-            "with skip_invalid to send the valid ones and report the others as not sent:\n"
-            + "\n".join(f"- {p}" for p in shown)
-            + more,
+            f"{_invalid(counts)}; nothing was sent. {advice}:\n" + "\n".join(f"- {p}" for p in shown) + more,
             counts=counts,
             invalid_file=invalid_file,
         )
@@ -442,6 +480,7 @@ class LineText(str):
 
 
 MAX_LINE_TEXT = 1000
+_NOT_UTF8 = "not UTF-8 text"
 _AT = re.compile(r" \(line \d+, column (\d+)\)")  # where the JSON parser stopped, in the line's own text
 _TEXT_ADVICE = "; give the message object, or its JSON text"  # the script's advice, for an argument
 
@@ -493,11 +532,12 @@ def _then_newline(chunks: Iterator[bytes]) -> Iterator[bytes]:
 def _parsed(raw: bytes) -> tuple[Any, str]:
     """A line's message, or why it has none."""
     if len(raw) > MAX_MESSAGE_BYTES:
-        return None, f"over {MAX_MESSAGE_BYTES // 1000:,} KB of JSON; one message must fit in a bulk request"
+        # not read, so not known to be JSON
+        return None, f"a line of over {MAX_MESSAGE_BYTES // 1000:,} KB; one message must fit in a bulk request"
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        return None, f"not UTF-8 text (byte {exc.start} of the line)"
+        return None, f"{_NOT_UTF8} (byte {exc.start} of the line)"
     try:
         value, problems = kustomer.parse_json_text(text)
     except RecursionError:

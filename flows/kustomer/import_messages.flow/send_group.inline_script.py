@@ -75,10 +75,9 @@ def main(
     # The flow's `auth` input is the kustomer resource; each request of the scripts checks it first.
     job = GroupJob(cast(bulk.kustomer, auth), import_id, range(group[0], group[1]), max_requests_per_minute)
     number += 1
-    print(
-        f"Group {number} of {groups}: batches {group[0] + 1} to {group[1]}, "
-        + (f"at most {max_requests_per_minute} requests a minute." if max_requests_per_minute else "unpaced.")
-    )
+    rate = f"at most {max_requests_per_minute} request{'s' if max_requests_per_minute != 1 else ''} a minute"
+    pace = rate if max_requests_per_minute else "unpaced"
+    print(f"Group {number} of {groups}: batches {group[0] + 1} to {group[1]}, {pace}.")
     with bulk.reused_connections(), waiter.reused_connections(), lookup.reused_connections():
         counts = job.run()  # each script's calls over one client, its connections kept open
     said = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in counts.items() if n) or "nothing to do"
