@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import socket
+import threading
 import time
 import tracemalloc
 import zlib
@@ -161,3 +163,56 @@ def test_server_that_never_answers_fails_within_the_read_timeout_after_one_reque
     assert "may or may not have been created" in str(outcome.error)
     assert posts(sandbox) == 1
     assert elapsed < 1.0 + 2.0  # the timeout, plus process and loopback slack
+
+
+def test_the_deadline_also_cuts_an_attempt_on_a_connection_kept_open_from_the_one_before(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A 429 on a kept-alive connection, then the retry on that same connection (no new connect, so no
+    new socket to learn of) dripping its answer: the retry is cut at its deadline all the same."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    body = json.dumps({"data": {"id": "slow"}}).encode()
+
+    def serve() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            for answer in range(2):
+                request = b""
+                while b"\r\n\r\n" not in request:
+                    request += connection.recv(65536)
+                head, _, rest = request.partition(b"\r\n\r\n")
+                length = int(
+                    next(
+                        line.split(b":")[1]
+                        for line in head.split(b"\r\n")
+                        if line.lower().startswith(b"content-length")
+                    )
+                )
+                while len(rest) < length:
+                    rest += connection.recv(65536)
+                if answer == 0:
+                    connection.sendall(
+                        b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Length: 2\r\n\r\n{}"
+                    )
+                    continue
+                connection.sendall(b"HTTP/1.1 201 Created\r\nContent-Length: %d\r\n\r\n" % len(body))
+                for byte in body:
+                    time.sleep(0.25)
+                    try:
+                        connection.sendall(bytes([byte]))
+                    except OSError:
+                        return
+
+    threading.Thread(target=serve, daemon=True).start()
+    monkeypatch.setattr(
+        create_message, "POLICY", create_message.POLICY._replace(response_deadline=1.5, read_timeout=5.0)
+    )
+    started = time.monotonic()  # the Retry-After wait is on the fake clock: only the attempts take real time
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    message = {"channel": "sms", "app": "twilio", "direction": "in"}
+    result, error = attempt(create_message, {"apiKey": API_KEY, "baseUrl": url}, message)
+    elapsed = time.monotonic() - started
+    listener.close()
+    assert isinstance(error, create_message.KustomerOutcomeUnknownError), (result, error)
+    assert "took longer than 2 s" in str(error) or "took longer than 1 s" in str(error)
+    assert elapsed < 1.5 + 1.0  # the cut attempt and slack; the drip would take 6 s

@@ -31,36 +31,62 @@ def is_ours(module: str) -> bool:
     return top in {"workbench", "parts", "f"} | local
 
 
+NAMEDTUPLE_API = {"_replace", "_asdict", "_fields", "_make", "_field_defaults"}  # public, by convention
+
+
 def private(name: str) -> bool:
-    return name.startswith("_") and not name.startswith("__")
+    return name.startswith("_") and not name.startswith("__") and name not in NAMEDTUPLE_API
+
+
+def owner_of(node: ast.expr) -> str | None:
+    """The name at the root of `a.b.c`, when the chain is only names and attributes."""
+    while isinstance(node, ast.Attribute):
+        node = node.value
+    return node.id if isinstance(node, ast.Name) else None
 
 
 def private_uses(path: Path) -> list[str]:
-    """Each use in `path` of a private name of another of our files: imported, or read off a module."""
+    """Each use in `path` of a private name of another of our files: imported (a relative import is one
+    of ours), read off a module or a chain of them (`workbench.worker._x`), or asked of one by getattr."""
     tree = ast.parse(path.read_text())
     modules: set[str] = set()  # the names in this file bound to one of our modules
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             modules |= {(a.asname or a.name.split(".")[0]) for a in node.names if is_ours(a.name)}
-        elif isinstance(node, ast.ImportFrom) and node.module and is_ours(node.module):
+        elif isinstance(node, ast.ImportFrom) and (node.level or (node.module and is_ours(node.module))):
             found += [f"{path.name}:{node.lineno} imports {a.name}" for a in node.names if private(a.name)]
             modules |= {a.asname or a.name for a in node.names}  # a submodule, or a name: both are checked
     for node in ast.walk(tree):
         match node:
-            case ast.Attribute(value=ast.Name(id=owner), attr=attr) if owner in modules and private(attr):
-                found.append(f"{path.name}:{node.lineno} uses {owner}.{attr}")
-    return found
+            case ast.Attribute(value=value, attr=attr) if private(attr) and owner_of(value) in modules:
+                found.append(f"{path.name}:{node.lineno} uses {ast.unparse(node)}")
+            case ast.Call(func=ast.Name(id="getattr"), args=[value, ast.Constant(value=str(attr)), *_]) if (
+                private(attr) and owner_of(value) in modules
+            ):
+                found.append(f"{path.name}:{node.lineno} uses getattr({ast.unparse(value)}, {attr!r})")
+    return sorted(found, key=lambda use: int(use.split(":")[1].split()[0]))
 
 
 def test_no_private_name_crosses_a_file() -> None:
     assert [use for path in our_files() for use in private_uses(path)] == []
 
 
-def test_the_private_name_check_finds_one(tmp_path: Path) -> None:
+def test_the_private_name_check_finds_each_way_of_reaching_one(tmp_path: Path) -> None:
     probe = tmp_path / "probe.py"
-    probe.write_text("import create_message\nfrom workbench.worker import _x\ncreate_message._given_body('{}')\n")
-    assert private_uses(probe) == ["probe.py:2 imports _x", "probe.py:3 uses create_message._given_body"]
+    probe.write_text(
+        "import create_message\nimport workbench.worker\nfrom workbench.worker import _x\nfrom . import chaos\n"
+        "from .local_run import _y\ncreate_message._given_body('{}')\nworkbench.worker._z\n"
+        "getattr(create_message, '_w')\nchaos._v\n"
+    )
+    assert private_uses(probe) == [
+        "probe.py:3 imports _x",
+        "probe.py:5 imports _y",
+        "probe.py:6 uses create_message._given_body",
+        "probe.py:7 uses workbench.worker._z",
+        "probe.py:8 uses getattr(create_message, '_w')",
+        "probe.py:9 uses chaos._v",
+    ]
 
 
 def module_name(path: Path) -> str:
@@ -84,8 +110,14 @@ def runtime_imports(path: Path, known: set[str]) -> set[str]:
             continue
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            found |= {f"{node.module}.{a.name}" for a in node.names} | {node.module}
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if node.level:  # relative: from the package this file is in
+                package = module_name(path).split(".")[: -node.level if path.stem != "__init__" else None]
+                if path.stem == "__init__" and node.level > 1:
+                    package = package[: 1 - node.level]
+                module = ".".join([*package, *([module] if module else [])])
+            found |= {f"{module}.{a.name}" for a in node.names} | {module}
     return found & known
 
 

@@ -162,6 +162,8 @@ def test_an_unreadable_ssl_cert_file_is_one_clear_error(tmp_path: Path, monkeypa
     job = run_job(SCRIPTS / "create_message.py", {"auth": auth("https://localhost:9"), "body": MESSAGE})
     assert job.result["name"] == "KustomerConnectionError"
     assert "SSL_CERT_FILE cannot be read as CA certificates" in job.result["message"]
+    assert "(FileNotFoundError: [Errno 2] No such file or directory)" in job.result["message"]  # clean, whole
+    assert "[redacted]" not in job.result["message"]  # no key was in it: nothing to hide
     assert "Nothing was sent" in job.result["message"]
 
 

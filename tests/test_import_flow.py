@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import threading
+import time
 import tomllib
 from typing import Any
 
@@ -910,3 +912,20 @@ def test_a_group_paced_at_one_request_a_minute_says_request_in_the_singular(
     step = load_step(monkeypatch, "send_group", {})  # no batch to send: the job says its pace and ends
     step.main({"apiKey": "k"}, "imp", [0, 0], max_requests_per_minute=1)
     assert "at most 1 request a minute." in capsys.readouterr().out
+
+
+def test_unpaced_a_slow_state_write_holds_up_no_other_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unpaced there is no turn to keep: one batch's slow storage write must not make the confirmations
+    and the other sends wait behind it (paced, a write runs inside the turn, SAVE_LEAD ahead of it)."""
+    step = load_step(monkeypatch, "send_group", {})
+    pacer = step.Pacer(0)
+    release = threading.Event()
+    writer = threading.Thread(target=pacer.wait_turn, args=(lambda: release.wait(5),))
+    writer.start()
+    time.sleep(0.1)  # the slow write is under way
+    started = time.monotonic()
+    pacer.wait_turn()  # a confirmation's turn
+    waited = time.monotonic() - started
+    release.set()
+    writer.join()
+    assert waited < 1.0

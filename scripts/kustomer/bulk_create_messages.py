@@ -696,23 +696,31 @@ def _attempts(count: int) -> str:
     return f"{count} attempt" + ("" if count == 1 else "s")
 
 
+class _KeptSocket:
+    """The socket, by number, of the connection a client keeps open: an attempt's deadline shuts it. A
+    retry, or the next call on a kept client, goes out on that connection without a new connect."""
+
+    fd = -1
+
+
 # A job that calls Kustomer many times (the import flow's) does it inside `reused_connections()`:
-# every call of this module, from any thread, then shares one client per kind of host, its
-# connections kept open. Outside it each call has its own client, closed when the call ends.
-_REUSED: dict[tuple[bool, str, str], httpx.Client] | None = None
+# every call of this module then reuses a client per thread and kind of host, its connection kept
+# open. One per thread, so that the connection a request goes out on is the one that thread's client
+# holds, whose socket its deadline can shut. Outside it each call has its own client, closed at its end.
+_REUSED: dict[tuple[bool, str, str, int], tuple[httpx.Client, _KeptSocket]] | None = None
 _REUSED_LOCK = threading.Lock()
 
 
 @contextlib.contextmanager
 def reused_connections() -> Iterator[None]:
-    """Share one client, kept open, between the calls made inside this block (a long job's)."""
+    """Keep clients open, one per thread, between the calls made inside this block (a long job's)."""
     global _REUSED
     _REUSED = {}
     try:
         yield
     finally:
         clients, _REUSED = _REUSED, None
-        for client in clients.values():
+        for client, _ in clients.values():
             client.close()
 
 
@@ -957,13 +965,12 @@ class _NoAnswer(Exception):  # noqa: N818  # an internal signal, never raised to
 
 
 class _AttemptClock:
-    """One attempt's deadline, `seconds` from its start: when it passes, the connection is shut, which
-    ends any read or write under way at once. Its timer thread sets only `expired`, under the lock, and
-    acts only until the attempt stops it."""
+    """One attempt's deadline, `seconds` from its start: when it passes, the connection's socket is shut,
+    which ends any read or write under way at once (a socket that connects later is shut as it does).
+    Its timer thread acts only under the lock, and only until the attempt stops it."""
 
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self.fd = -1  # the connection's socket, by number: ssl keeps it while it holds the socket
+    def __init__(self, seconds: float, kept: _KeptSocket) -> None:
+        self.seconds, self.kept = seconds, kept
         self.expired = False
         self._timer: threading.Timer | None = None
         self._started = self._stopped = False
@@ -979,27 +986,39 @@ class _AttemptClock:
             self._timer.daemon = True
             self._timer.start()
 
+    def connected(self, fd: int) -> None:
+        """A new connection's socket (-1 while one is being made: the old number means nothing now)."""
+        with self._lock:
+            self.kept.fd = fd
+            if self.expired and not self._stopped and fd >= 0:
+                _shut(fd)
+
     def stop(self) -> None:
+        """Before the answer is closed: once the connection goes back to the pool, or its number to the
+        system, this attempt's deadline has nothing to do with it."""
         with self._lock:
             self._stopped = True
             if self._timer:
                 self._timer.cancel()
 
     def _expire(self) -> None:
-        """By the socket's number: a TLS handshake or exchange runs on an ssl socket that took it over (the
-        socket object httpcore connected with is detached by then, and shutting it would do nothing)."""
         with self._lock:
             if self._stopped:  # the attempt ended as its deadline passed
                 return
             self.expired = True
-            if self.fd < 0:
-                return
-            with contextlib.suppress(OSError):  # closed already
-                held = socket.socket(fileno=self.fd)
-                try:
-                    held.shutdown(socket.SHUT_RDWR)
-                finally:
-                    held.detach()  # the connection's socket stays httpcore's to close
+            if self.kept.fd >= 0:
+                _shut(self.kept.fd)
+
+
+def _shut(fd: int) -> None:
+    """By the socket's number: a TLS handshake or exchange runs on an ssl socket that took it over (the
+    socket object httpcore connected with is detached by then, and shutting it would do nothing)."""
+    with contextlib.suppress(OSError):  # closed already
+        held = socket.socket(fileno=fd)
+        try:
+            held.shutdown(socket.SHUT_RDWR)
+        finally:
+            held.detach()  # the connection's socket stays httpcore's to close
 
 
 class _Attempt:
@@ -1013,10 +1032,12 @@ class _Attempt:
     def trace(self, event: str, info: dict[str, Any]) -> None:
         self.traced = True
         self.clock.start()  # before the connection, so a proxy's CONNECT and the TLS handshake count
-        if event.endswith(".connect_tcp.complete"):  # directly or through a proxy
+        if event.endswith(".connect_tcp.started"):  # directly or through a proxy
+            self.clock.connected(-1)
+        elif event.endswith(".connect_tcp.complete"):
             stream = info.get("return_value")
             sock = stream.get_extra_info("socket") if stream is not None else None
-            self.clock.fd = sock.fileno() if sock is not None else -1
+            self.clock.connected(sock.fileno() if sock is not None else -1)
         elif event.endswith(".send_request_headers.started") and info["request"].method != b"CONNECT":
             self.sent = True
 
@@ -1040,13 +1061,14 @@ class _Exchange:
         content = None if body is None else self.encode(body)
         failures = rate_limited = 0
         announced: float | None = None  # the last believable reset Kustomer announced
-        with self.client() as client:
+        held, kept = self.client()
+        with held as client:
             while True:
                 try:
                     if self.deadline - self.policy.clock() < 1:
                         self.out_of_time = True
                         raise _NoAnswer("this job's time ran out before the attempt", False, retry=False)
-                    response, raw = self.attempt(client, content)
+                    response, raw = self.attempt(client, kept, content)
                     if response.status_code >= 500 and self.endpoint.method == "GET":  # reading again is safe
                         raise _NoAnswer(f"Kustomer answered {response.status_code}", True, response.status_code)
                 except _NoAnswer as lost:
@@ -1080,18 +1102,21 @@ class _Exchange:
             return None
         return wait
 
-    def client(self) -> contextlib.AbstractContextManager[httpx.Client]:
-        """This call's client: its own, or the one `reused_connections()` shares (left open)."""
+    def client(self) -> tuple[contextlib.AbstractContextManager[httpx.Client], _KeptSocket]:
+        """This call's client and its connection's socket: its own, or this thread's that
+        `reused_connections()` keeps (left open)."""
         connect = max(1.0, min(self.policy.connect_timeout, self.deadline - self.policy.clock()))
         self.timeout = httpx.Timeout(self.policy.read_timeout, connect=connect)
         cafile, capath = os.environ.get("SSL_CERT_FILE") or "", os.environ.get("SSL_CERT_DIR") or ""
         loopback = _is_loopback(self.url.host)  # a local sandbox never goes through a proxy: the key would cross it
         if _REUSED is None:
-            return self.new_client(loopback, cafile, capath)
+            return self.new_client(loopback, cafile, capath), _KeptSocket()
+        key = (loopback, cafile, capath, threading.get_ident())
         with _REUSED_LOCK:
-            if (loopback, cafile, capath) not in _REUSED:
-                _REUSED[(loopback, cafile, capath)] = self.new_client(loopback, cafile, capath)
-            return contextlib.nullcontext(_REUSED[(loopback, cafile, capath)])
+            if key not in _REUSED:
+                _REUSED[key] = (self.new_client(loopback, cafile, capath), _KeptSocket())
+            client, kept = _REUSED[key]
+            return contextlib.nullcontext(client), kept
 
     def new_client(self, loopback: bool, cafile: str, capath: str) -> httpx.Client:
         trust = trusted_context(cafile or None, capath or None)
@@ -1109,10 +1134,10 @@ class _Exchange:
                 "Fix or remove them, then run again."
             ) from None
 
-    def attempt(self, client: httpx.Client, content: bytes | None) -> tuple[httpx.Response, bytes]:
+    def attempt(self, client: httpx.Client, kept: _KeptSocket, content: bytes | None) -> tuple[httpx.Response, bytes]:
         """Send once and read the answer within the size and time bounds, or raise _NoAnswer."""
         seconds = max(0.0, min(self.policy.response_deadline, self.deadline - self.policy.clock()))
-        attempt = _Attempt(_AttemptClock(seconds))
+        attempt = _Attempt(_AttemptClock(seconds, kept))
         self.out_of_time = self.out_of_time or seconds < self.policy.response_deadline
         try:
             return self.send_once(client, content, attempt)
@@ -1138,6 +1163,7 @@ class _Exchange:
             try:
                 return response, self.read_body(response, attempt)
             finally:
+                attempt.clock.stop()  # before the connection goes back to the pool, or its number is freed
                 response.close()
         except _NoAnswer:
             raise
@@ -1601,7 +1627,7 @@ def _without_key(value: Any, key: str) -> Any:
 
 
 def _hide_secret(text: str, key: str) -> str:
-    return _hide_key_fragments(_hide_key(text, key), key)
+    return _hide_key_fragments(_hide_key(text, key), key) if key else text
 
 
 def _hide_key(text: str, key: str) -> str:

@@ -17,6 +17,7 @@ An import is a folder of the workspace storage, named after its input and its or
 
 import json
 import os
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -95,13 +96,15 @@ def save(key: str, data: bytes) -> None:
 
 
 _WINDMILL: list[Any] = []  # one wmill client for the job, from any thread
+_WINDMILL_LOCK = threading.Lock()
 
 
 def windmill() -> Any:
-    """The job's wmill client (what wmill's own functions use, made once)."""
-    if not _WINDMILL:
-        _WINDMILL.append(wmill.Windmill())  # type: ignore[no-untyped-call]
-    return _WINDMILL[0]
+    """The job's wmill client (what wmill's own functions use), made once whatever the threads."""
+    with _WINDMILL_LOCK:
+        if not _WINDMILL:
+            _WINDMILL.append(wmill.Windmill())  # type: ignore[no-untyped-call]
+        return _WINDMILL[0]
 
 
 def save_json(key: str, value: Any) -> None:

@@ -104,6 +104,9 @@ class Pacer:
         that wakes late (a busy worker) pushes the turns after it back, instead of going out together.
         `first` (the write of the batch's state) runs just before the turn, SAVE_LEAD ahead of it, so
         the request still goes out on time and a slow write only pushes the turns after it back."""
+        if first and not self.interval:  # unpaced: there is no turn to keep, so no thread waits on this write
+            first()
+            return
         with self.lock:
             if first:
                 time.sleep(max(0.0, self.next_at - SAVE_LEAD - time.monotonic()))
