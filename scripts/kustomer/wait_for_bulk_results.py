@@ -801,6 +801,7 @@ class _Exchange:
         self.key, self.url, self.endpoint, self.policy = key, url, endpoint, POLICY
         self.deadline = min(deadline, self.policy.clock() + self.policy.max_job_seconds)
         self.where = f"{endpoint.method} {url}"
+        self.answers = _Answers(key, self.where, endpoint)
         self.out_of_time = False  # a wait or an attempt was cut short by the job's time
         self.sent = False  # whether any of the last attempt's request went out
         self.waited = 0.0
@@ -836,7 +837,7 @@ class _Exchange:
                     self.pause(wait, f"{self.where}: {lost.reason}", failures + 1, self.policy.max_failed_attempts)
                     continue
                 if response.status_code != 429:
-                    return self.result(response, raw, if_unknown)
+                    return self.answers.result(response, raw, if_unknown)
                 rate_limited += 1
                 reset_at = reset_time(response.headers, self.policy.clock(), self.policy)
                 announced = reset_at or announced
@@ -979,7 +980,72 @@ class _Exchange:
         _wait_saying_why(self.policy, wait, why, f"attempt {attempt} of at most {most}")
         self.waited += wait
 
-    # -- answers --
+    def rate_limit_error(self, raw: bytes, count: int, reset_at: float | None) -> KustomerRateLimitError:
+        when = "Kustomer did not say when its rate-limit window resets"
+        if reset_at is not None:
+            stamp, ahead = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(reset_at)), reset_at - self.policy.clock()
+            when = f"the window resets at {stamp} (in {ahead:.0f} s)"
+            if ahead < 0:
+                when = f"the window was announced to reset at {stamp}, {-ahead:.0f} s ago, and is still full"
+        facts = (
+            f"Rate limited by Kustomer: {count} answer(s) 429 Too Many Requests to {self.where} over "
+            f"{self.waited:.0f} s of waiting ({self.wait_bound()}); {when}. {self.answers.error_details(raw)[0]}"
+            f"{self.answers.nothing_done()}"
+        )
+        advice = (
+            "Run again after the reset; in a flow, lower the for-loop's parallelism or spread the schedule: the "
+            "limit is shared by every key and app of the org."
+        )
+        return KustomerRateLimitError(facts, advice, reset_at, count)
+
+    def untrusted_error(self, problem: str) -> KustomerConnectionError:
+        return KustomerConnectionError(
+            f"Nothing was sent to Kustomer: the server at {self.url.scheme}://{self.url.netloc.decode()} showed a "
+            f"TLS certificate this worker cannot trust: {problem}. It was not tried again (the certificate would be "
+            "the same), so nothing was created. Check that auth.baseUrl is Kustomer's API host, such as "
+            "https://api.kustomerapp.com. If this worker reaches the internet through a TLS-inspecting proxy, give "
+            "the worker that proxy's CA: SSL_CERT_FILE (a PEM file) or SSL_CERT_DIR (a hashed directory) in its "
+            "environment."
+        )
+
+    def wait_bound(self) -> str:
+        if self.out_of_time:
+            return f"the next wait would have gone past this job's time, {self.policy.max_job_seconds:.0f} s at most"
+        return f"this script waits at most {self.policy.max_total_wait:.0f} s"
+
+    def no_answer_error(self, lost: _NoAnswer, attempts: int) -> KustomerConnectionError:
+        if lost.sent:  # a GET: reading again was safe, and did not help
+            return KustomerConnectionError(
+                f"Kustomer gave no usable answer to {self.where} ({lost.reason}), {_attempts(attempts)} over "
+                f"{self.waited:.0f} s. A GET changes nothing in Kustomer: run again later."
+            )
+        return KustomerConnectionError(
+            f"Could not connect to {self.url.scheme}://{self.url.netloc.decode()} ({lost.reason}), "
+            f"{_attempts(attempts)} over {self.waited:.0f} s. Nothing was sent, so nothing was created. "
+            "Check auth.baseUrl, the network and any proxy settings, then run again."
+        )
+
+    def unexpected(self, exc: Exception, if_unknown: str) -> KustomerError:
+        text = _clean(f"{type(exc).__name__}: {exc}", self.key, 300)
+        if self.sent and self.endpoint.method != "GET":
+            return KustomerOutcomeUnknownError(f"Unexpected error while calling Kustomer ({text}). {if_unknown}")
+        return KustomerConnectionError(f"Unexpected error before Kustomer answered ({text}). Nothing was created.")
+
+    def encode(self, body: Any) -> bytes:
+        try:
+            return json.dumps(body, ensure_ascii=False, allow_nan=False).encode()
+        except (TypeError, ValueError, RecursionError) as exc:  # validation should have caught it: say so anyway
+            raise KustomerInputError(
+                f"Nothing was sent to Kustomer: body is not JSON ({type(exc).__name__}); check its nested values."
+            ) from None
+
+
+class _Answers:
+    """What an answer from Kustomer means: the result, or the error a user reads, in Kustomer's words
+    (cleaned) with a hint. It knows the call (its key, where it went, its endpoint), not its attempts."""
+
+    def __init__(self, key: str, where: str, endpoint: _Endpoint) -> None:
+        self.key, self.where, self.endpoint = key, where, endpoint
 
     def result(self, response: httpx.Response, raw: bytes, if_unknown: str) -> Any:
         status = response.status_code
@@ -1094,65 +1160,6 @@ class _Exchange:
         elif text.lstrip().startswith("<"):
             text = re.sub(r"<[^>]*>", " ", text)
         return f"{_clean(text, self.key, 300)}. ", None, None
-
-    def rate_limit_error(self, raw: bytes, count: int, reset_at: float | None) -> KustomerRateLimitError:
-        when = "Kustomer did not say when its rate-limit window resets"
-        if reset_at is not None:
-            stamp, ahead = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(reset_at)), reset_at - self.policy.clock()
-            when = f"the window resets at {stamp} (in {ahead:.0f} s)"
-            if ahead < 0:
-                when = f"the window was announced to reset at {stamp}, {-ahead:.0f} s ago, and is still full"
-        facts = (
-            f"Rate limited by Kustomer: {count} answer(s) 429 Too Many Requests to {self.where} over "
-            f"{self.waited:.0f} s of waiting ({self.wait_bound()}); {when}. {self.error_details(raw)[0]}"
-            f"{self.nothing_done()}"
-        )
-        advice = (
-            "Run again after the reset; in a flow, lower the for-loop's parallelism or spread the schedule: the "
-            "limit is shared by every key and app of the org."
-        )
-        return KustomerRateLimitError(facts, advice, reset_at, count)
-
-    def untrusted_error(self, problem: str) -> KustomerConnectionError:
-        return KustomerConnectionError(
-            f"Nothing was sent to Kustomer: the server at {self.url.scheme}://{self.url.netloc.decode()} showed a "
-            f"TLS certificate this worker cannot trust: {problem}. It was not tried again (the certificate would be "
-            "the same), so nothing was created. Check that auth.baseUrl is Kustomer's API host, such as "
-            "https://api.kustomerapp.com. If this worker reaches the internet through a TLS-inspecting proxy, give "
-            "the worker that proxy's CA: SSL_CERT_FILE (a PEM file) or SSL_CERT_DIR (a hashed directory) in its "
-            "environment."
-        )
-
-    def wait_bound(self) -> str:
-        if self.out_of_time:
-            return f"the next wait would have gone past this job's time, {self.policy.max_job_seconds:.0f} s at most"
-        return f"this script waits at most {self.policy.max_total_wait:.0f} s"
-
-    def no_answer_error(self, lost: _NoAnswer, attempts: int) -> KustomerConnectionError:
-        if lost.sent:  # a GET: reading again was safe, and did not help
-            return KustomerConnectionError(
-                f"Kustomer gave no usable answer to {self.where} ({lost.reason}), {_attempts(attempts)} over "
-                f"{self.waited:.0f} s. A GET changes nothing in Kustomer: run again later."
-            )
-        return KustomerConnectionError(
-            f"Could not connect to {self.url.scheme}://{self.url.netloc.decode()} ({lost.reason}), "
-            f"{_attempts(attempts)} over {self.waited:.0f} s. Nothing was sent, so nothing was created. "
-            "Check auth.baseUrl, the network and any proxy settings, then run again."
-        )
-
-    def unexpected(self, exc: Exception, if_unknown: str) -> KustomerError:
-        text = _clean(f"{type(exc).__name__}: {exc}", self.key, 300)
-        if self.sent and self.endpoint.method != "GET":
-            return KustomerOutcomeUnknownError(f"Unexpected error while calling Kustomer ({text}). {if_unknown}")
-        return KustomerConnectionError(f"Unexpected error before Kustomer answered ({text}). Nothing was created.")
-
-    def encode(self, body: Any) -> bytes:
-        try:
-            return json.dumps(body, ensure_ascii=False, allow_nan=False).encode()
-        except (TypeError, ValueError, RecursionError) as exc:  # validation should have caught it: say so anyway
-            raise KustomerInputError(
-                f"Nothing was sent to Kustomer: body is not JSON ({type(exc).__name__}); check its nested values."
-            ) from None
 
 
 _TRANSPORT_REASONS: dict[type[Exception], str] = {
