@@ -5,6 +5,7 @@ more (local-run and demo stop the running job, deploy keeps what it pushed)."""
 
 from __future__ import annotations
 
+import importlib
 import sys
 from collections.abc import Callable
 
@@ -19,46 +20,26 @@ def interruptible(prog: str, said: str, main: Callable[[], int]) -> int:
         return INTERRUPTED
 
 
+def _tool(prog: str, said: str, module: str) -> int:
+    """Run `module`'s main, imported inside the interrupt's reach."""
+    return interruptible(prog, said, lambda: int(importlib.import_module(module).main()))
+
+
 def local_run() -> int:
-    def run() -> int:
-        from workbench.local_run import main
-
-        return main()
-
-    return interruptible("local-run", "before the job started: nothing was run", run)
+    return _tool("local-run", "before the job started: nothing was run", "workbench.local_run")
 
 
 def demo() -> int:
-    def run() -> int:
-        from workbench.demo import main
-
-        return main()
-
-    return interruptible("demo", "before it started: nothing was run", run)
+    return _tool("demo", "before it started: nothing was run", "workbench.demo")
 
 
 def kustomer_sandbox() -> int:
-    def run() -> int:
-        from workbench.sandbox import main
-
-        return main()
-
-    return interruptible("kustomer-sandbox", "before it started: nothing was listening", run)
+    return _tool("kustomer-sandbox", "before it started: nothing was listening", "workbench.sandbox")
 
 
 def deploy() -> int:
-    def run() -> int:
-        from workbench.deploy import main
-
-        return main()
-
-    return interruptible("deploy", "before anything was pushed", run)
+    return _tool("deploy", "before anything was pushed", "workbench.deploy")
 
 
 def bench() -> int:
-    def run() -> int:
-        from workbench.bench import main
-
-        return main()
-
-    return interruptible("bench", "before the measures ended: no table was printed", run)
+    return _tool("bench", "before the measures ended: no table was printed", "workbench.bench")

@@ -302,16 +302,21 @@ def _still_running(job: str) -> bool:
     return bool(store.tried(once, f"tell whether the flow run {job[:40]} still runs"))
 
 
+def _saved_invalid(counts: dict[str, int], folder: str, import_id: str) -> dict[str, str] | None:
+    """The invalid messages, one a line, saved to the import's `invalid.jsonl`; None when there are none."""
+    if not counts["invalid"]:
+        return None
+    key = f"{store.import_folder(import_id)}/invalid.jsonl"
+    store.tried(lambda: _upload(key, os.path.join(folder, "invalid")), f"write {key}")
+    return {"s3": key}
+
+
 def _dry_run(source: Callable[[], Iterator[Any]], folder: str, per_minute: int, import_id: str) -> dict[str, Any]:
     """Check and plan, as a run would, and send nothing. The invalid messages are listed as a run lists
     them: the first SHOWN problems in the result, every one in `invalid_file` (the key a run writes,
     with the same lines: nothing else of the import is written, so the import is still never run)."""
     counts, batches, shown = _checked_batches(source, folder)
-    invalid_file = None
-    if counts["invalid"]:
-        key = f"{store.import_folder(import_id)}/invalid.jsonl"
-        store.tried(lambda: _upload(key, os.path.join(folder, "invalid")), f"write {key}")
-        invalid_file = {"s3": key}
+    invalid_file = _saved_invalid(counts, folder, import_id)
     plan = _plan(batches, per_minute, -(-batches // group_size(per_minute)))
     if counts["invalid"]:
         listed = "it" if counts["invalid"] == 1 else "every one"
@@ -407,11 +412,7 @@ def _cut(
     """Check the input and write its batches, each with its state `new`, then the manifest, last: a
     run killed before it wrote the manifest left no batch that was ever sent, so it is cut again."""
     counts, batches, shown = _checked_batches(source, folder)
-    invalid_file = None
-    if counts["invalid"]:
-        key = f"{store.import_folder(import_id)}/invalid.jsonl"
-        store.tried(lambda: _upload(key, os.path.join(folder, "invalid")), f"write {key}")
-        invalid_file = {"s3": key}
+    invalid_file = _saved_invalid(counts, folder, import_id)
     if counts["invalid"] and not skip_invalid:
         more = (
             f"\n- ... invalid_file in this error's extra lists all {counts['invalid']}" if len(shown) == SHOWN else ""
