@@ -17,8 +17,7 @@ from typing import Any
 from parts.transport import MAX_PROBLEMS_SHOWN, describe, show  # defined beside it in every script
 
 # ---- shared part "messages": the same in every script of scripts/kustomer that holds it ----
-# Windmill runs each script as one self-contained file, so the code they share is copied, not imported.
-# Edit parts/messages.py, then run `uv run python -m workbench.shared_parts`; a test fails on drift.
+# Copied from parts/messages.py, as a Windmill script is one file: edit it there, then run shared_parts.
 
 Schema = dict[str, Any]
 

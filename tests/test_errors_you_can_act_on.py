@@ -3,6 +3,7 @@ megabyte of text, nothing, unexpected JSON), and a log that says which attempt a
 
 from __future__ import annotations
 
+import pickle
 import re
 import socket
 from types import ModuleType
@@ -11,6 +12,7 @@ import create_message
 import httpx
 import pytest
 import respx
+import wait_for_bulk_results
 from conftest import FakeTime
 from script_calls import BOTH, fail, posts, run
 
@@ -81,3 +83,19 @@ def test_a_connection_that_never_comes_counts_its_attempts_in_english(
     assert isinstance(outcome.error, create_message.KustomerConnectionError)
     assert f"Connection refused), {said} " in str(outcome.error), str(outcome.error)
     assert "(s)" not in str(outcome.error)
+
+
+def test_every_error_survives_pickling_whole(api: respx.Router) -> None:
+    """A caller that runs a script in a process pool gets its error back with every field."""
+    invalid = {"errors": [{"code": "invalid", "title": "Bad channel", "source": {"pointer": "/data/channel"}}]}
+    raised = fail(create_message, api, httpx.Response(400, json=invalid))
+    assert (raised.status, raised.code, raised.pointer) == (400, "invalid", "/data/channel")
+    errors = [
+        raised,
+        create_message.KustomerRateLimitError("Rate limited by Kustomer. ", "Run again later.", 1.7e9, 20),
+        create_message.KustomerOutcomeUnknownError("The request was sent, and the connection broke.", 502),
+        wait_for_bulk_results.KustomerBulkPendingError("Still running.", "0123456789abcdef01234567", "running"),
+    ]
+    for error in errors:
+        copy = pickle.loads(pickle.dumps(error))  # noqa: S301  # bytes this test just made
+        assert (type(copy), str(copy), vars(copy)) == (type(error), str(error), vars(error))

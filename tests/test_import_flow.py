@@ -906,6 +906,23 @@ def test_a_file_in_another_encoding_is_named_as_such_and_to_be_saved_as_utf_8(
     assert (job.result["name"], job.result["message"]) == ("ImportInputError", said)
 
 
+def test_a_file_with_one_line_in_another_encoding_names_that_line_and_says_to_save_the_file_as_utf_8(
+    workspace: Any,
+) -> None:
+    ws, storage = workspace
+    lines = [json.dumps(m, ensure_ascii=False).encode() for m in HISTORY]
+    lines[1] = json.dumps(HISTORY[1], ensure_ascii=False).encode("cp1252")  # one line pasted from another export
+    storage.put("uploads/h.jsonl", b"\n".join(lines) + b"\n")
+    with Sandbox() as box:
+        job = run(ws, auth=auth(box), messages_file={"s3": "uploads/h.jsonl"})
+        assert box.requests == []
+    assert job.result["name"] == "ImportInputError"
+    assert job.result["message"].endswith(
+        "\n- messages[1]: not UTF-8 text (byte 59 of the line): the line was saved in another encoding, such as "
+        "Windows-1252 or Latin-1; save the file as UTF-8 (line 2)"
+    )
+
+
 def test_a_group_paced_at_one_request_a_minute_says_request_in_the_singular(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -484,6 +484,11 @@ def test_a_misspelled_resource_key_gets_a_suggestion() -> None:
             "(not shown, in case it is a key in the wrong field)",
         ),
         (
+            "localhost:8787",  # a local sandbox's address: plain http is allowed there, and only there
+            "auth.baseUrl: is not a URL such as https://api.prod2.kustomerapp.com: add http:// in front of the host "
+            "(not shown, in case it is a key in the wrong field)",
+        ),
+        (
             "s3cr3t-pass.s3cr3t-pass.s3cr3t-pass",  # no host name: its last part has digits
             "auth.baseUrl: is not a URL such as https://api.prod2.kustomerapp.com (not shown, in case it is a key in "
             "the wrong field)",

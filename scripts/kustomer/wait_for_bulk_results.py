@@ -382,14 +382,8 @@ def _report(bulk_id: str, batches: list[dict[str, Any]], most: int) -> dict[str,
     failed = sum(b["failureCount"] for b in batches) or sum(i["status"] == "error" for i in items)
     if created + failed > most:
         raise _unreadable(bulk_id, len(batches), f"they count {created + failed} outcomes for at most {most} messages")
-    report: dict[str, Any] = {
-        "bulk_id": bulk_id,
-        "status": "complete",
-        "created": created,
-        "failed": failed,
-        "items": items,
-        "object_ids": object_ids,
-    }
+    report = {"bulk_id": bulk_id, "status": "complete", "created": created, "failed": failed, "items": items}
+    report["object_ids"] = object_ids
     if not items:
         report["note"] = (
             "Kustomer lists each message's outcome only when every message of the request carries a _clientRef: "
@@ -411,8 +405,7 @@ def _item_error(error: Any) -> str:
 
 
 # ---- shared part "transport": the same in every script of scripts/kustomer ----
-# Windmill runs each script as one self-contained file, so the code they share is copied, not imported.
-# Edit parts/transport.py, then run `uv run python -m workbench.shared_parts`; a test fails on drift.
+# Copied from parts/transport.py, as a Windmill script is one file: edit it there, then run shared_parts.
 
 DEFAULT_BASE_URL = "https://api.kustomerapp.com"
 USER_AGENT = "windmill-kustomer-scripts/1.1"
@@ -455,10 +448,9 @@ class _KeptSocket:
     fd = -1
 
 
-# A job that calls Kustomer many times (the import flow's) does it inside `reused_connections()`:
-# every call of this module then reuses a client per thread and kind of host, its connection kept
-# open. One per thread, so that the connection a request goes out on is the one that thread's client
-# holds, whose socket its deadline can shut. Outside it each call has its own client, closed at its end.
+# Inside `reused_connections()` (a long job's, the import flow's) every call reuses a client per thread
+# and kind of host, its connection kept open: per thread, so that an attempt's deadline shuts the socket
+# its own request went out on. Outside it each call has its own client, closed at its end.
 _REUSED: dict[tuple[bool, str, str, int], tuple[httpx.Client, _KeptSocket]] | None = None
 _REUSED_LOCK = threading.Lock()
 
@@ -476,14 +468,6 @@ def reused_connections() -> Iterator[None]:
             client.close()
 
 
-# KustomerError                      its text is what Windmill's result pane shows
-#  +-- KustomerInputError            the input is wrong: nothing was sent
-#  +-- KustomerConnectionError       Kustomer could not be reached (or a read got no answer): nothing was sent
-#  +-- KustomerAPIError              Kustomer refused the request: nothing was created
-#  |    +-- KustomerRateLimitError   429 for longer than the policy waits: nothing was created
-#  +-- KustomerOutcomeUnknownError   the request went out and its answer was lost: it is not repeated
-
-
 class KustomerError(Exception):
     """A failure of this script; its text is what Windmill shows in the run's result pane."""
 
@@ -499,21 +483,17 @@ class KustomerConnectionError(KustomerError):
 class KustomerAPIError(KustomerError):
     """Kustomer answered with an error status; `status`, `code` and `pointer` are Kustomer's."""
 
-    def __init__(self, message: str, status: int, code: str | None = None, pointer: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.pointer = pointer
+    def __init__(self, message: str, status: int = 0, code: str | None = None, pointer: str | None = None) -> None:
+        super().__init__(message)  # the message alone, so that str() is it; the rest survives pickling as attributes
+        self.status, self.code, self.pointer = status, code, pointer
 
 
 class KustomerRateLimitError(KustomerAPIError):
-    """Kustomer kept answering 429 for longer than the policy waits; nothing was created.
+    """Kustomer kept answering 429 for longer than the policy waits; nothing was created. A caller with
+    its own lever (the import flow's budget) words its own advice from `facts`, `reset_at` (epoch
+    seconds, None if Kustomer did not say) and `answers` (the 429s taken)."""
 
-    `facts` is what happened, `reset_at` when Kustomer said its window resets (epoch seconds; None when
-    it did not say) and `answers` the 429s taken: a caller that has its own lever (the import flow's
-    budget) words its own advice from them. The message is the facts and the advice for a script run."""
-
-    def __init__(self, facts: str, advice: str, reset_at: float | None = None, answers: int = 0) -> None:
+    def __init__(self, facts: str, advice: str = "", reset_at: float | None = None, answers: int = 0) -> None:
         super().__init__(facts + advice, 429)
         self.facts, self.reset_at, self.answers = facts, reset_at, answers
 
@@ -563,8 +543,10 @@ def auth_problems(auth: Any) -> list[str]:
 
 
 # A host name without its scheme, such as api.kustomerapp.eu: labels of at most 63 characters, the last
-# one letters only (a key's parts are longer, or hold digits), then perhaps a port and a slash.
-_HOST_ALONE = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}(?::\d{1,5})?/?")
+# one letters only (a key's parts are longer, or hold digits), then perhaps a port and a slash. Only to
+# explain a refusal: plain strings, compiled by re on first use.
+_HOST_ALONE = r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}(?::\d{1,5})?/?"
+_LOCAL_ALONE = r"(?:localhost|127(?:\.\d{1,3}){3})(?::\d{1,5})?/?"  # a local sandbox: plain http is allowed
 
 
 def base_url_problem(base_url: Any, key: str) -> str | None:
@@ -580,7 +562,9 @@ def base_url_problem(base_url: Any, key: str) -> str | None:
     except Exception:
         url = None
     if url is None or not url.scheme or not url.host:
-        hint = ": add https:// in front of the host" if _HOST_ALONE.fullmatch(base_url.strip()) else ""
+        alone = base_url.strip()
+        scheme = "http" if re.fullmatch(_LOCAL_ALONE, alone) else "https" if re.fullmatch(_HOST_ALONE, alone) else ""
+        hint = f": add {scheme}:// in front of the host" if scheme else ""
         return f"is not a URL {example}{hint} (not shown, in case it is a key in the wrong field)"
     if url.userinfo:
         return "holds a user name or password before the host (not shown): Kustomer takes only the API key"
@@ -621,53 +605,36 @@ def describe(value: Any, shown: bool = True) -> str:
 
 
 def show(value: Any, limit: int = 60) -> str:
-    """A short, printable rendering of any value: never recursive, never more than about `limit`
-    characters, whatever the depth or size of the value."""
-    parts: list[str] = []
-    size = 0
-    stack: list[Any] = [value]
-    while stack and size <= limit:
-        item = stack.pop()
-        if isinstance(item, _Punct):
-            text = str(item)
-        elif isinstance(item, str):
-            text = repr(item[: limit + 1]) if item is value else json.dumps(item[: limit + 1], ensure_ascii=False)
-        elif isinstance(item, bool) or item is None:
-            text = json.dumps(item)
-        elif isinstance(item, int):
-            text = str(item) if item.bit_length() < 1000 else f"<a {int(item.bit_length() * 0.30103)}-digit number>"
-        elif isinstance(item, float):
-            text = repr(item)
-        elif isinstance(item, dict | list):
-            is_dict = isinstance(item, dict)
-            inner: list[Any] = []
-            for i, entry in enumerate(item.items() if isinstance(item, dict) else item):
-                if i:
-                    inner.append(_Punct(", "))
-                if i * 2 > limit:
-                    inner.append(_Punct("..."))
-                    break
-                if is_dict:
-                    inner += [
-                        entry[0] if isinstance(entry[0], str) else _Punct(describe(entry[0], shown=False)),
-                        _Punct(": "),
-                    ]
-                    entry = entry[1]
-                inner.append(entry)
-            text = "{" if is_dict else "["
-            stack.append(_Punct("}" if is_dict else "]"))
-            stack.extend(reversed(inner))
-        else:
-            text = f"<{type(item).__name__}>"
-        parts.append(text)
-        size += len(text)
-    shown = "".join(parts)
-    shown = shown if len(shown) <= limit and not stack else shown[: limit - 3] + "..."
+    """A short, printable rendering of any value: never more than about `limit` characters, whatever
+    the depth or size of the value."""
+    shown = _render(value, limit + 1, top=True)
+    shown = shown if len(shown) <= limit else shown[: limit - 3] + "..."
     return shown.encode("utf-8", "backslashreplace").decode("utf-8")  # an unpaired surrogate, escaped
 
 
-class _Punct(str):
-    """Text show writes itself, told apart from a string value on its stack."""
+def _render(value: Any, room: int, top: bool = False) -> str:
+    """`value` as text, stopping once past `room` characters: each level of nesting writes one at least
+    and leaves the next less room, so the recursion is no deeper than `room`."""
+    if isinstance(value, str):
+        return repr(value[:room]) if top else json.dumps(value[:room], ensure_ascii=False)
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, int):
+        return str(value) if value.bit_length() < 1000 else f"<a {int(value.bit_length() * 0.30103)}-digit number>"
+    if isinstance(value, float):
+        return repr(value)
+    if not isinstance(value, dict | list):
+        return f"<{type(value).__name__}>"
+    text = "{" if isinstance(value, dict) else "["
+    for i, entry in enumerate(value.items() if isinstance(value, dict) else value):
+        if len(text) > room:
+            return text
+        text += ", " if i else ""
+        if isinstance(value, dict):
+            name, entry = entry
+            text += (_render(name, room - len(text)) if isinstance(name, str) else describe(name, shown=False)) + ": "
+        text += _render(entry, room - len(text))
+    return text + ("}" if isinstance(value, dict) else "]")
 
 
 class _Endpoint(NamedTuple):
@@ -688,15 +655,12 @@ def _call_kustomer(
 ) -> Any:
     """Send one request to Kustomer and return its JSON answer, or raise a KustomerError.
 
-    `if_unknown` says what to check when a write went out and its answer was lost; `deadline` (the
-    policy's clock) is when the job's time is up: no attempt runs past it, no wait ends after it;
-    `waits_until`, when earlier, is when waiting must end (an attempt may still run to the deadline). The error raised
-    carries no chained exception and no traceback from below this call: those would hold httpx's
-    request, whose Authorization header is the key.
-    """
+    `if_unknown` says what to check when a write went out and its answer was lost. By `deadline` (the
+    policy's clock) every attempt and wait ends; by `waits_until`, when earlier, every wait. The error
+    raised carries no chained exception and no traceback from below this call: those would hold httpx's
+    request, whose Authorization header is the key."""
     url = _base_url(auth).copy_with(raw_path=endpoint.path.encode("ascii"))  # the path arrives percent-encoded
-    exchange = _Exchange(auth["apiKey"].strip(), url, endpoint, deadline)
-    exchange.waits_until = min(waits_until, exchange.deadline)
+    exchange = _Exchange(auth["apiKey"].strip(), url, endpoint, deadline, waits_until)
     failure: KustomerError
     try:
         return exchange.send_handling_retries(body, if_unknown)
@@ -797,7 +761,7 @@ class _Attempt:
 class _Exchange:
     """One call to Kustomer: the request, whether any of it went out, and how the server's text is shown."""
 
-    def __init__(self, key: str, url: httpx.URL, endpoint: _Endpoint, deadline: float) -> None:
+    def __init__(self, key: str, url: httpx.URL, endpoint: _Endpoint, deadline: float, waits_until: float) -> None:
         self.key, self.url, self.endpoint, self.policy = key, url, endpoint, POLICY
         self.deadline = min(deadline, self.policy.clock() + self.policy.max_job_seconds)
         self.where = f"{endpoint.method} {url}"
@@ -806,7 +770,7 @@ class _Exchange:
         self.sent = False  # whether any of the last attempt's request went out
         self.waited = 0.0
         self.timeout = httpx.Timeout(self.policy.read_timeout, connect=self.policy.connect_timeout)
-        self.waits_until = self.deadline
+        self.waits_until = min(waits_until, self.deadline)
 
     # -- the layers, from the outside in --
 
@@ -943,11 +907,8 @@ class _Exchange:
         except Exception as exc:
             if not success:
                 return b"".join(chunks)  # an error status whose body broke off: the status explains it
-            undecodable = isinstance(exc, ValueError | zlib.error)
-            expired = attempt.clock.expired
-            reason = (
-                _clean(str(exc), self.key, 200) if undecodable and not expired else self.failure_reason(exc, attempt)
-            )
+            undecodable = isinstance(exc, ValueError | zlib.error) and not attempt.clock.expired
+            reason = _clean(str(exc), self.key, 200) if undecodable else self.failure_reason(exc, attempt)
             status = response.status_code
             raise _NoAnswer(f"Kustomer answered {status}, but its answer broke off ({reason})", True, status) from None
         if decoder.full and success:
@@ -965,12 +926,8 @@ class _Exchange:
             return "this job's time ran out during the exchange, which was cut off"
         if clock.expired:
             return f"the exchange took longer than {clock.seconds:.0f} s and was cut off"
-        for kind in type(exc).__mro__:  # most specific first
-            if kind in _TRANSPORT_REASONS:
-                reason = _TRANSPORT_REASONS[kind]
-                break
-        else:
-            reason = f"the request failed ({type(exc).__name__})"
+        known = [_TRANSPORT_REASONS[kind] for kind in type(exc).__mro__ if kind in _TRANSPORT_REASONS]
+        reason = known[0] if known else f"the request failed ({type(exc).__name__})"  # the most specific
         detail = _clean(str(exc), self.key, 200)
         return f"{reason}: {detail}" if detail else reason
 
@@ -1085,17 +1042,16 @@ class _Answers:
             return answer
         if response.is_redirect:
             target = _clean(response.headers.get("location", "?"), self.key, 120)
+            said, fix = f"Kustomer answered {reason} to {self.where}, pointing to {target}.", _REDIRECT_FIX
             if self.endpoint.method != "GET":  # the request arrived: it may have taken effect before the redirect
                 raise KustomerOutcomeUnknownError(
-                    f"Kustomer answered {reason} to {self.where}, pointing to {target}. The request arrived, so it "
-                    f"may have taken effect; it was neither followed (the API key stays with the host you chose) nor "
-                    f"repeated. {if_unknown} Set auth.baseUrl to the API host itself, e.g. https://api.kustomerapp.com.",
+                    f"{said} The request arrived, so it may have taken effect; it was neither followed (the API key "
+                    f"stays with the host you chose) nor repeated. {if_unknown} {fix}",
                     status,
                 )
             raise KustomerAPIError(
-                f"Kustomer answered {reason} to {self.where}, pointing to {target}. Redirects are not followed, "
-                f"so the API key stays with the host you chose. {self.nothing_done()}Set auth.baseUrl to the API "
-                "host itself, e.g. https://api.kustomerapp.com.",
+                f"{said} Redirects are not followed, so the API key stays with the host you chose. "
+                f"{self.nothing_done()}{fix}",
                 status,
             )
         text, code, pointer = self.error_details(raw)
@@ -1181,6 +1137,7 @@ _AFTER_SENDING = (httpx.ReadError, httpx.ReadTimeout, httpx.WriteError, httpx.Wr
 # Only text from the server on an error path is cleaned: compiled by re on first use, not at every import.
 _ANSI_ESCAPE = r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|.)?"
 _CONTROL = r"[\x00-\x1f\x7f-\x9f]"
+_REDIRECT_FIX = "Set auth.baseUrl to the API host itself, e.g. https://api.kustomerapp.com."
 _REGION_HINT = (
     "set auth.baseUrl to the key's region: EU https://api.prod2.kustomerapp.com, India "
     "https://api.prod4.kustomerapp.com, or https://<your-org>.api.kustomerapp.com, which routes to it."
@@ -1243,9 +1200,8 @@ def trusted_context(cafile: str | None, capath: str | None) -> ssl.SSLContext:
 
 @functools.cache
 def _freeze_once() -> None:
-    """Move what httpcore's import made out of later collections, as the collector part does for
-    httpx's: once per process (a dedicated worker runs many jobs in one), so a job's own objects are
-    frozen at most once."""
+    """What httpcore's import made, out of later collections (as the collector part does for httpx's):
+    once per process, as a dedicated worker runs many jobs in one."""
     gc.freeze()
 
 
@@ -1253,9 +1209,8 @@ def _certificate_problem(exc: BaseException, host: str) -> str:
     """What was wrong with the server's certificate, if that is why the connection failed; else empty."""
     seen: BaseException | None = exc
     for _ in range(8):  # httpx's error, from httpcore's, from ssl's
-        if seen is None or isinstance(seen, ssl.SSLCertVerificationError):
-            break
-        seen = seen.__cause__ or seen.__context__
+        if seen is not None and not isinstance(seen, ssl.SSLCertVerificationError):
+            seen = seen.__cause__ or seen.__context__
     if not isinstance(seen, ssl.SSLCertVerificationError):
         return ""
     unknown_ca = "it was issued by a certificate authority this worker does not trust"
@@ -1284,9 +1239,7 @@ def _wait_saying_why(policy: RetryPolicy, wait: float, why: str, then: str) -> N
 def _failed_attempt_wait(attempts: int, waited: float, policy: RetryPolicy) -> float | None:
     """How long to wait before trying again after an attempt got no answer; None to give up."""
     wait = _backoff(attempts, policy)
-    if attempts >= policy.max_failed_attempts or waited + wait > policy.max_total_wait:
-        return None
-    return wait
+    return None if attempts >= policy.max_failed_attempts or waited + wait > policy.max_total_wait else wait
 
 
 def rate_limit_wait(reset_at: float | None, losses: int, waited: float, policy: RetryPolicy) -> float | None:
@@ -1414,20 +1367,14 @@ def _hide_key_fragments(text: str, key: str, size: int = 16) -> str:
     if not any(key[i : i + half] in text for i in range(0, len(key) - half + 1, half)):
         return text
     windows = {key[i : i + size] for i in range(len(key) - size + 1)}
-    hidden = [False] * len(text)
+    parts: list[str] = []
+    end = 0  # where the text not yet written starts
     for i in range(len(text) - size + 1):
         if text[i : i + size] in windows:
-            hidden[i : i + size] = [True] * size
-    if not any(hidden):
-        return text
-    parts, i = [], 0
-    while i < len(text):
-        j = i
-        while j < len(text) and hidden[j] == hidden[i]:
-            j += 1
-        parts.append("[redacted]" if hidden[i] else text[i:j])
-        i = j
-    return "".join(parts)
+            if i > end or not parts:  # else this window overlaps or touches the last hidden run
+                parts += [text[end:i], "[redacted]"]
+            end = i + size
+    return "".join(parts) + text[end:] if parts else text
 
 
 # ---- end of shared part "transport" ----
@@ -1437,7 +1384,6 @@ def _hide_key_fragments(text: str, key: str, size: int = 16) -> str:
 class KustomerBulkPendingError(KustomerError):
     """The operation was still queued or running when the wait ran out; nothing is lost: look again later."""
 
-    def __init__(self, message: str, bulk_id: str, status: str) -> None:
-        super().__init__(message)
-        self.bulk_id = bulk_id
-        self.status = status
+    def __init__(self, message: str, bulk_id: str = "", status: str = "") -> None:
+        super().__init__(message)  # the message alone, so that str() is it; the rest survives pickling as attributes
+        self.bulk_id, self.status = bulk_id, status

@@ -538,7 +538,10 @@ def _parsed(raw: bytes) -> tuple[Any, str]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        return None, f"{_NOT_UTF8} (byte {exc.start} of the line)"
+        return None, (
+            f"{_NOT_UTF8} (byte {exc.start} of the line): the line was saved in another encoding, such as "
+            "Windows-1252 or Latin-1; save the file as UTF-8"
+        )
     try:
         value, problems = kustomer.parse_json_text(text)
     except RecursionError:
