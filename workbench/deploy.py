@@ -15,7 +15,6 @@ checked first; the token comes from WM_TOKEN (or --token) and reaches the CLI th
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import os
 import re
 import shutil
@@ -26,6 +25,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from workbench.cli import Parser
+from workbench.hosts import is_loopback
 from workbench.paths import FLOWS, ROOT, SCRIPTS, workspace_scripts
 
 WMILL = ROOT / "node_modules" / ".bin" / "wmill"
@@ -105,16 +105,6 @@ def base_url_problem(base_url: str, allow_http: bool) -> str | None:
     if parts.scheme == "http" and not is_loopback(host) and not allow_http:
         return "uses plain http, which would send the token unencrypted: use https://, or --allow-http if you must"
     return None
-
-
-def is_loopback(host: str) -> bool:
-    """By address, not by prefix: 127.0.0.1.nip.io is a public name."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def main(argv: list[str] | None = None) -> int:

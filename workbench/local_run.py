@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from workbench.cli import Parser
+from workbench.hosts import is_loopback_url
 from workbench.local_flow import local_workspace, run_flow_job
 from workbench.paths import FLOWS, ROOT, SCRIPTS, script_names
 from workbench.windmill_storage import WindmillStorage
@@ -68,18 +69,6 @@ def read_json_option(value: str, what: str) -> Any:
         raise SystemExit(f"local-run: {what} is not JSON or not a readable @file: {exc}") from None
     except RecursionError:
         raise SystemExit(f"local-run: {what} is nested too deep to read (over about 1,000 levels)") from None
-
-
-def is_loopback_url(url: str) -> bool:
-    """By address, not by prefix: https://127.0.0.1.nip.io is a public name, not this machine."""
-    import ipaddress
-    from urllib.parse import urlsplit
-
-    host = urlsplit(url).hostname or ""
-    try:
-        return host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def printed(job: JobResult, pretty: bool) -> str:
