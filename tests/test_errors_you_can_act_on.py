@@ -85,6 +85,20 @@ def test_a_connection_that_never_comes_counts_its_attempts_in_english(
     assert "(s)" not in str(outcome.error)
 
 
+def test_a_read_that_cannot_connect_never_says_nothing_was_created(fake_time: FakeTime) -> None:
+    """The waiter runs after bulk_create_messages created the messages: "nothing was created" there would
+    read as if they were not, and send a user back to create them a second time."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    listener.close()  # nothing listens there now: every connection is refused
+    auth = {"apiKey": "k" * 40, "baseUrl": url}
+    with pytest.raises(wait_for_bulk_results.KustomerConnectionError) as raised:
+        wait_for_bulk_results.main(auth, "5f0c1a2b3c4d5e6f7a8b9c0d")  # type: ignore[arg-type]
+    said = str(raised.value)
+    assert "nothing was created" not in said.lower(), said
+    assert "this read changed nothing in Kustomer (what earlier steps created is unaffected)" in said
+
+
 def test_every_error_survives_pickling_whole(api: respx.Router) -> None:
     """A caller that runs a script in a process pool gets its error back with every field."""
     invalid = {"errors": [{"code": "invalid", "title": "Bad channel", "source": {"pointer": "/data/channel"}}]}

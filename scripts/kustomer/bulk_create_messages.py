@@ -1212,7 +1212,7 @@ class _Exchange:
         return KustomerConnectionError(
             f"Nothing was sent to Kustomer: the server at {self.url.scheme}://{self.url.netloc.decode()} showed a "
             f"TLS certificate this worker cannot trust: {problem}. It was not tried again (the certificate would be "
-            "the same), so nothing was created. Check that auth.baseUrl is Kustomer's API host, such as "
+            f"the same), so {self.unchanged()} Check that auth.baseUrl is Kustomer's API host, such as "
             "https://api.kustomerapp.com. If this worker reaches the internet through a TLS-inspecting proxy, give "
             "the worker that proxy's CA: SSL_CERT_FILE (a PEM file) or SSL_CERT_DIR (a hashed directory) in its "
             "environment."
@@ -1231,15 +1231,25 @@ class _Exchange:
             )
         return KustomerConnectionError(
             f"Could not connect to {self.url.scheme}://{self.url.netloc.decode()} ({lost.reason}), "
-            f"{_attempts(attempts)} over {self.waited:.0f} s. Nothing was sent, so nothing was created. "
+            f"{_attempts(attempts)} over {self.waited:.0f} s. Nothing was sent, so {self.unchanged()} "
             "Check auth.baseUrl, the network and any proxy settings, then run again."
         )
+
+    def unchanged(self) -> str:
+        """What a request that never reached Kustomer left as it was. A read creates nothing, so after a GET
+        "nothing was created" would read as if the messages an earlier step created were not there."""
+        if self.endpoint.method == "GET":
+            return "this read changed nothing in Kustomer (what earlier steps created is unaffected)."
+        return "nothing was created."
 
     def unexpected(self, exc: Exception, if_unknown: str) -> KustomerError:
         text = _clean(f"{type(exc).__name__}: {exc}", self.key, 300)
         if self.sent and self.endpoint.method != "GET":
             return KustomerOutcomeUnknownError(f"Unexpected error while calling Kustomer ({text}). {if_unknown}")
-        return KustomerConnectionError(f"Unexpected error before Kustomer answered ({text}). Nothing was created.")
+        unchanged = self.unchanged()
+        return KustomerConnectionError(
+            f"Unexpected error before Kustomer answered ({text}). {unchanged[0].upper()}{unchanged[1:]}"
+        )
 
     def encode(self, body: Any) -> bytes:
         try:
