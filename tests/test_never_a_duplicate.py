@@ -167,3 +167,19 @@ def test_2xx_that_is_not_json_is_not_repeated(
     assert isinstance(outcome.error, script.KustomerOutcomeUnknownError)
     assert "which means success, but its answer was not JSON" in str(outcome.error)
     assert posts(sandbox) == 1
+
+
+def test_a_lost_bulk_names_the_messages_without_an_external_id_too(api: respx.Router) -> None:
+    """Advice to look up the externalIds alone ("leave out those that exist") would send the others again."""
+    api.post(f"{US}/v1/messages/bulk").mock(return_value=httpx.Response(502))
+    body = [
+        dict(MESSAGE, _clientRef="row-1", externalId="SM-1"),
+        {k: v for k, v in MESSAGE.items() if k != "externalId"} | {"_clientRef": "row-2"},
+        dict(MESSAGE, _clientRef="row-3", externalId="SM-3"),
+    ]
+    error = attempt(bulk_create_messages, {"apiKey": API_KEY}, body)[1]
+    assert isinstance(error, bulk_create_messages.KustomerOutcomeUnknownError)
+    said = str(error)
+    assert "look up externalId 'SM-1', 'SM-3'" in said
+    assert "without an externalId cannot be looked up: check the timelines for body[1] (_clientRef 'row-2')" in said
+    assert api.calls.call_count == 1

@@ -639,9 +639,24 @@ def _check_before_rerun(body: Any) -> str:
     what = "The message(s) may or may not have been created, so the request was not repeated."
     external = [m["externalId"] for m in items if isinstance(m.get("externalId"), str) and m["externalId"]]
     if external:
+        # Those without an externalId cannot be looked up: named too, or "leave out those that exist"
+        # would send them again.
+        others = [
+            f"body[{i}]"
+            + (f" (_clientRef {show(m['_clientRef'], 80)})" if isinstance(m.get("_clientRef"), str) else "")
+            for i, m in enumerate(items)
+            if not (isinstance(m.get("externalId"), str) and m["externalId"])
+        ]
+        shown = ", ".join(others[:10]) + (f" and {len(others) - 10} more" if len(others) > 10 else "")
+        unseen = (
+            f" The message(s) without an externalId cannot be looked up: check the timelines for {shown} and "
+            "leave out those that are there."
+            if others
+            else ""
+        )
         return (
             f"{what} Before running again, look up externalId {_listing(external)} in Kustomer "
-            "(GET /v1/messages/externalid=<externalId>) and leave out those that exist."
+            f"(GET /v1/messages/externalid=<externalId>) and leave out those that exist.{unseen}"
         )
     refs = [m["_clientRef"] for m in items if isinstance(m.get("_clientRef"), str) and m["_clientRef"]]
     if refs:
