@@ -244,12 +244,38 @@ def test_with_expected_items_the_pages_are_read_again_only_once_the_status_says_
 
 
 @pytest.mark.parametrize(
+    ("expected", "said"), [(3, "fewer than expected_items (3)"), (1, "more than expected_items (1)")]
+)
+def test_a_wrong_expected_items_is_named_at_once_not_taken_for_a_running_operation(
+    fake_time: FakeTime, expected: int, said: str
+) -> None:
+    """Kustomer says complete and its batches hold 2 outcomes: a wrong expected_items is the user's to fix,
+    never "still running" after max_wait_seconds, nor pages that "cannot be read"."""
+    with respx.mock(assert_all_called=False) as mock:  # too many outcomes are seen before any status poll
+        mock.get(f"{US}/v1/bulk/{BULK}").mock(
+            return_value=httpx.Response(200, json={"data": {"attributes": {"status": "complete"}}})
+        )
+        mock.get(BATCHES).mock(return_value=httpx.Response(200, json=page([created("r0"), created("r1")])))
+        report, error = waiter(expected_items=expected, submitted_at="2020-01-01T00:00:00Z")
+    assert report is None
+    assert isinstance(error, wait.KustomerAPIError), error
+    assert not isinstance(error, wait.KustomerBulkPendingError)
+    assert said in str(error), str(error)
+    assert f"run this script again with expected_items 2 (or 0, unknown) and bulk_id {BULK}" in str(error)
+    assert sum(fake_time.sleeps) < 10  # not max_wait_seconds (600) of looks
+
+
+@pytest.mark.parametrize(
     ("link", "results", "said"),
     [
         (lambda n: f"/v1/bulk/{BULK}/batches", lambda n: [], "leads back to an earlier page"),
         (lambda n: f"/v1/bulk/{BULK}/batches?page={n + 1}", lambda n: [], "still links to a next one"),
         (lambda n: f"/v1/bulk/{BULK}/batches?page={n + 1}", lambda n: [created("r0")], "more than once"),
-        (lambda n: f"/v1/bulk/{BULK}/batches?page={n + 1}", lambda n: [created(f"r{n}")], "more than the 1 messages"),
+        (
+            lambda n: f"/v1/bulk/{BULK}/batches?page={n + 1}",
+            lambda n: [created(f"r{n}")],
+            "more than expected_items (1)",
+        ),
     ],
     ids=["repeats-a-page", "never-ends", "same-items-again", "too-many-items"],
 )

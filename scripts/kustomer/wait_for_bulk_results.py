@@ -200,6 +200,17 @@ class _BulkWatch:
             self.status,
         )
 
+    def not_as_expected(self, facts: str, counted: int) -> "KustomerAPIError":
+        """The operation's count of outcomes disagrees with expected_items, for good: the input is the likely
+        cause, not Kustomer, so it is named (waiting, or reading again with the same count, cannot help)."""
+        return KustomerAPIError(
+            f"Bulk operation {self.bulk_id}: {facts} expected_items ({self.expected}). No outcome is taken from such "
+            f"pages. If {counted} message(s) were sent in that request, expected_items is wrong: run this script "
+            f"again with expected_items {counted} (or 0, unknown) and bulk_id {self.bulk_id}. Nothing is lost: the "
+            "operation is unaffected.",
+            200,
+        )
+
     def schedule(self, first_delay: float, max_wait: float) -> list[float]:
         """The waits before each look: the first delay, then doubling from 2 s up to 30 s, each at least
         the pacing interval, as many as fit in `max_wait`."""
@@ -214,6 +225,7 @@ class _BulkWatch:
     def look(self) -> dict[str, Any] | None:
         """One look: the status (unless one read of the batches can tell, on the first look with
         expected_items), then, once it is complete, the batches; None while it is not done."""
+        said_complete = False
         if not self.expected or self.reads:  # a status poll is one small read: the pages are read once done
             answer = self.get(f"/v1/bulk/{self.bulk_id}", MAX_PAGE_BYTES)
             data = answer.get("data") if isinstance(answer, dict) else None
@@ -226,13 +238,19 @@ class _BulkWatch:
                 self.progress = f" ({_count(batches, 'complete')} of {_count(batches, 'total')} batches done)"
             if (status and status != "complete") or (not status and not self.expected):
                 return None
+            said_complete = status == "complete"
         self.reads += 1
         batches = self.read_batches()
         done = [b for b in batches if b["status"] in ("", "complete")]
         counted = sum(b["successCount"] + b["failureCount"] for b in done)
         if self.expected and (len(done) < len(batches) or not batches or counted < self.expected):
+            if said_complete and batches and len(done) == len(batches):  # waiting longer would change nothing
+                said = f"Kustomer says it is complete, but its batches count {counted} outcome(s), fewer than"
+                raise self.not_as_expected(said, counted)
             self.status, self.progress = "running", f" ({counted} of {self.expected} messages done)"
             return None
+        if self.expected and self.expected < counted <= MAX_ITEMS:
+            raise self.not_as_expected(f"its batches count {counted} outcomes, more than", counted)
         return _report(self.bulk_id, batches, self.expected or MAX_ITEMS)
 
     def read_batches(self) -> list[dict[str, Any]]:
@@ -248,9 +266,11 @@ class _BulkWatch:
             answer = self.get(path, MAX_PAGE_BYTES, page)
             batches += _batches_in(answer, self.bulk_id, page, self.key)
             listed = [i for b in batches for i in b["results"]]
-            problem = _listing_problem(listed, self.expected or MAX_ITEMS, self.key)
+            problem = _listing_problem(listed, MAX_ITEMS, self.key)
             if problem:
                 raise _unreadable(self.bulk_id, page, problem)
+            if self.expected and len(listed) > self.expected:
+                raise self.not_as_expected(f"its batches list {len(listed)} outcomes, more than", len(listed))
             path = _next_path(answer, self.bulk_id, page, self.key)
             if path in seen:
                 raise _unreadable(self.bulk_id, page, f"its next link leads back to an earlier page ({path})")
