@@ -130,9 +130,14 @@ class KustomerOutcomeUnknownError(KustomerError):
         self.status = status
 
 
-def _raise_if_invalid(problems: list[str]) -> None:
+def _raise_if_invalid(problems: list[str], auth: Any = None) -> None:
+    """One input error listing every problem. A problem may quote what the user gave, and a key pasted
+    into the wrong field (bulk_id, a body field) would be quoted with it: the key of `auth` is hidden."""
     if not problems:
         return
+    key = auth.get("apiKey") if isinstance(auth, dict) else None
+    if isinstance(key, str) and key.strip():
+        problems = [_hide_secret(p, key.strip()) for p in problems]
     shown = problems[:MAX_PROBLEMS_SHOWN]
     more = len(problems) - len(shown)
     lines = "\n".join(f"- {p}" for p in shown) + (f"\n- ... and {more} more" if more > 0 else "")

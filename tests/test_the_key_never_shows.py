@@ -248,3 +248,23 @@ def test_a_whole_worker_job_prints_nothing_of_the_key(sandbox: Sandbox) -> None:
         assert job.exit_code == 1
         assert API_KEY not in job.output + job.logs
         assert job.result["name"] in ("KustomerOutcomeUnknownError", "KustomerAPIError")
+
+
+@pytest.mark.parametrize(
+    ("script", "call"),
+    [
+        (create_message, lambda auth: create_message.main(auth, {"channel": API_KEY, "app": "a", "direction": "in"})),
+        (bulk_create_messages, lambda auth: bulk_create_messages.main(auth, [{"conversation": API_KEY}])),
+        (wait, lambda auth: wait.main(auth, API_KEY)),
+        (wait, lambda auth: wait.main(auth, "5f0c1a2b3c4d5e6f7a8b9c0d", submitted_at=API_KEY)),
+        (create_message, lambda auth: create_message.main(auth, {"channel": "sms", "app": "a", API_KEY[:20]: 1})),
+    ],
+    ids=["body-field", "bulk-item", "bulk_id", "submitted_at", "a-field-name-of-20-characters-of-it"],
+)
+def test_a_key_pasted_into_another_input_is_not_quoted_in_the_input_error(script: ModuleType, call: Any) -> None:
+    with pytest.raises(script.KustomerInputError) as raised:
+        call({"apiKey": API_KEY})
+    said = str(raised.value)
+    assert API_KEY[:16] not in said, said
+    assert API_KEY[-16:] not in said, said
+    assert "[redacted]" in said

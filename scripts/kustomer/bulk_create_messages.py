@@ -85,7 +85,7 @@ def main(auth: kustomer, body: list[dict]) -> Any:  # type: ignore[type-arg]  # 
 def send_bulk(auth: kustomer, body: list[dict[str, Any]], deadline: float = math.inf) -> Any:
     """For the import flow: `main`, with no attempt or wait running past `deadline` (on POLICY's clock)."""
     body, problems = _given_body(body)
-    _raise_if_invalid(auth_problems(auth) + (problems or body_problems(body)))
+    _raise_if_invalid(auth_problems(auth) + (problems or body_problems(body)), auth)
     bulk = _Endpoint("POST", "/v1/messages/bulk", MESSAGE_WRITE_ROLE, IDS_NOT_FOUND)
     return _call_kustomer(auth, bulk, body, _check_before_rerun(body), deadline)
 
@@ -774,9 +774,14 @@ class KustomerOutcomeUnknownError(KustomerError):
         self.status = status
 
 
-def _raise_if_invalid(problems: list[str]) -> None:
+def _raise_if_invalid(problems: list[str], auth: Any = None) -> None:
+    """One input error listing every problem. A problem may quote what the user gave, and a key pasted
+    into the wrong field (bulk_id, a body field) would be quoted with it: the key of `auth` is hidden."""
     if not problems:
         return
+    key = auth.get("apiKey") if isinstance(auth, dict) else None
+    if isinstance(key, str) and key.strip():
+        problems = [_hide_secret(p, key.strip()) for p in problems]
     shown = problems[:MAX_PROBLEMS_SHOWN]
     more = len(problems) - len(shown)
     lines = "\n".join(f"- {p}" for p in shown) + (f"\n- ... and {more} more" if more > 0 else "")

@@ -93,7 +93,7 @@ def main(
             rate limit (0: no pacing).
     """
     problems = _watch_problems(bulk_id, expected_items, submitted_at, max_wait_seconds, min_interval_seconds)
-    _raise_if_invalid(auth_problems(auth) + problems)
+    _raise_if_invalid(auth_problems(auth) + problems, auth)
     watch = _BulkWatch(auth, bulk_id.strip().lower(), expected_items, min_interval_seconds, max_wait_seconds)
     return watch.wait(*_first_look(submitted_at))
 
@@ -103,7 +103,7 @@ def read_outcomes(
 ) -> dict[str, Any] | None:
     """For the import flow: one look at the operation, without waiting: each message's outcome as `main`
     returns them once it is complete, or None while it is not. Its requests end by `deadline` (POLICY's clock)."""
-    _raise_if_invalid(auth_problems(auth) + _watch_problems(bulk_id, expected_items, "", 0, 0.0))
+    _raise_if_invalid(auth_problems(auth) + _watch_problems(bulk_id, expected_items, "", 0, 0.0), auth)
     watch = _BulkWatch(auth, bulk_id.strip().lower(), expected_items, 0.0, 0.0)
     watch.deadline = watch.looks_until = min(watch.deadline, deadline)  # a 429 is waited out within it
     return watch.look()
@@ -526,9 +526,14 @@ class KustomerOutcomeUnknownError(KustomerError):
         self.status = status
 
 
-def _raise_if_invalid(problems: list[str]) -> None:
+def _raise_if_invalid(problems: list[str], auth: Any = None) -> None:
+    """One input error listing every problem. A problem may quote what the user gave, and a key pasted
+    into the wrong field (bulk_id, a body field) would be quoted with it: the key of `auth` is hidden."""
     if not problems:
         return
+    key = auth.get("apiKey") if isinstance(auth, dict) else None
+    if isinstance(key, str) and key.strip():
+        problems = [_hide_secret(p, key.strip()) for p in problems]
     shown = problems[:MAX_PROBLEMS_SHOWN]
     more = len(problems) - len(shown)
     lines = "\n".join(f"- {p}" for p in shown) + (f"\n- ... and {more} more" if more > 0 else "")
