@@ -268,3 +268,17 @@ def test_a_key_pasted_into_another_input_is_not_quoted_in_the_input_error(script
     assert API_KEY[:16] not in said, said
     assert API_KEY[-16:] not in said, said
     assert "[redacted]" in said
+
+
+def test_a_key_pasted_as_the_external_id_is_not_quoted_when_the_answer_is_lost_and_the_lookup_fails() -> None:
+    body = {"channel": "sms", "app": "a", "direction": "in", "externalId": API_KEY}
+    with respx.mock() as mock:
+        mock.post(url__startswith=US).respond(502)  # the create's outcome is unknown
+        mock.get(url__startswith=US).respond(400)  # and the lookup by that externalId fails
+        with pytest.raises(create_message.KustomerOutcomeUnknownError) as raised:
+            create_message.main({"apiKey": API_KEY}, body)
+    said = str(raised.value)
+    assert "Looking it up by its externalId failed too" in said
+    assert API_KEY[:16] not in said, said
+    assert API_KEY[-16:] not in said, said
+    assert "look up externalId '[redacted]'" in said

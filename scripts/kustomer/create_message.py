@@ -970,7 +970,7 @@ def _call_kustomer(
     exchange = _Exchange(auth["apiKey"].strip(), url, endpoint, deadline, waits_until)
     failure: KustomerError
     try:
-        return exchange.send_handling_retries(body, if_unknown)
+        return exchange.send_handling_retries(body, _hide_secret(if_unknown, exchange.key))  # a key as externalId
     except KustomerError as exc:
         failure = exc
     except Exception as exc:  # a bug or an httpx surprise: still never the key, nor its traceback
@@ -1071,7 +1071,7 @@ class _Exchange:
     def __init__(self, key: str, url: httpx.URL, endpoint: _Endpoint, deadline: float, waits_until: float) -> None:
         self.key, self.url, self.endpoint, self.policy = key, url, endpoint, POLICY
         self.deadline = min(deadline, self.policy.clock() + self.policy.max_job_seconds)
-        self.where = f"{endpoint.method} {url}"
+        self.where = _hide_secret(f"{endpoint.method} {url}", key)  # a lookup's path holds what the user gave
         self.answers = _Answers(key, self.where, endpoint)
         self.out_of_time = False  # a wait or an attempt was cut short by the job's time
         self.sent = False  # whether any of the last attempt's request went out
@@ -1300,10 +1300,7 @@ class _Exchange:
         text = _clean(f"{type(exc).__name__}: {exc}", self.key, 300)
         if self.sent and self.endpoint.method != "GET":
             return KustomerOutcomeUnknownError(f"Unexpected error while calling Kustomer ({text}). {if_unknown}")
-        unchanged = self.unchanged()
-        return KustomerConnectionError(
-            f"Unexpected error before Kustomer answered ({text}). {unchanged[0].upper()}{unchanged[1:]}"
-        )
+        return KustomerConnectionError(f"Unexpected error before Kustomer answered ({text}), so {self.unchanged()}")
 
     def encode(self, body: Any) -> bytes:
         try:
