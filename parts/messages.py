@@ -245,7 +245,8 @@ def _string_problems(value: str, schema: Schema, where: str) -> list[str]:
         return [f"{where}: {len(value)} characters, at least {schema['minLength']} needed"]
     fmt = schema.get("format")
     if fmt == "object-id" and not _OBJECT_ID_RE.fullmatch(value):
-        return [f"{where}: {show(value)} is not a Kustomer id (24 hexadecimal characters)"]
+        spaces = ": remove the spaces around it" if _OBJECT_ID_RE.fullmatch(value.strip()) else ""
+        return [f"{where}: {show(value)} is not a Kustomer id (24 hexadecimal characters){spaces}"]
     if fmt == "date-time":
         problem = _date_time_problem(value)
         if problem:
@@ -258,7 +259,7 @@ _OBJECT_ID_RE = re.compile(r"[0-9a-fA-F]{24}")
 # re.ASCII: \d is 0-9 only; full-width or Arabic-Indic digits pass int() but Kustomer refuses them.
 _RFC3339 = re.compile(r"(\d{4})-(\d\d)-(\d\d)[Tt](\d\d):(\d\d):(\d\d)(?:\.\d+)?(?:[Zz]|([+-])(\d\d):(\d\d))", re.ASCII)
 # Patterns used only to explain a refusal: plain strings, compiled by re on first use, not at every import.
-_ALMOST_DATE_TIME = r"\d{4}-\d\d-\d\d(?:([Tt ])\d\d:\d\d(:\d\d(?:[.,]\d+)?)?\s*([Zz]|[+-]\d\d(:?\d\d)?)?)?"
+_ALMOST_DATE_TIME = r"\d{4}-\d\d-\d\d(?:([Tt ])\d\d:\d\d(:\d\d(?:[.,]\d+)?)?(\s*)([Zz]|[+-]\d\d(:?\d\d)?)?)?"
 
 
 def _date_time_problem(value: str) -> str | None:
@@ -268,7 +269,7 @@ def _date_time_problem(value: str) -> str | None:
         near = re.fullmatch(_ALMOST_DATE_TIME, value)
         if not near:
             return "expected YYYY-MM-DDTHH:MM:SS and a time zone"
-        separator, seconds, zone, zone_minutes = near.groups()
+        separator, seconds, space, zone, zone_minutes = near.groups()
         if not separator:
             return "a date without a time: add a time and zone, like T00:00:00Z"
         if separator == " ":
@@ -279,6 +280,8 @@ def _date_time_problem(value: str) -> str | None:
             return "write fractions of a second after a dot, not a comma"
         if not zone:
             return "no time zone: add Z or an offset such as +02:00"
+        if space:
+            return "no space before the time zone"
         return "write the offset as +HH:MM" if not zone_minutes or ":" not in zone_minutes else "invalid"
     year, month, day, hour, minute, second, sign, offset_hours, offset_minutes = match.groups()
     try:

@@ -605,10 +605,12 @@ class _Exchange:
                 f"Kustomer gave no usable answer to {self.where} ({lost.reason}), {_attempts(attempts)} over "
                 f"{self.waited:.0f} s. A GET changes nothing in Kustomer: run again later."
             )
+        host = self.url.host  # api.kustomerapp.eu is a guess at the EU's host, which is another name
+        region = f" {_REGION_HINT}" if "kustomer" in host and not host.endswith(".kustomerapp.com") else ""
         return KustomerConnectionError(
             f"Could not connect to {self.url.scheme}://{self.url.netloc.decode()} ({lost.reason}), "
             f"{_attempts(attempts)} over {self.waited:.0f} s. Nothing was sent, so {self.unchanged()} "
-            "Check auth.baseUrl, the network and any proxy settings, then run again."
+            f"Check auth.baseUrl, the network and any proxy settings, then run again.{region}"
         )
 
     def unchanged(self) -> str:

@@ -13,8 +13,8 @@ import httpx
 import pytest
 import respx
 import wait_for_bulk_results
-from conftest import FakeTime
-from script_calls import BOTH, fail, posts, run
+from conftest import API_KEY, FakeTime
+from script_calls import BOTH, body_for, fail, posts, run
 
 from workbench.sandbox import Sandbox
 
@@ -113,3 +113,14 @@ def test_every_error_survives_pickling_whole(api: respx.Router) -> None:
     for error in errors:
         copy = pickle.loads(pickle.dumps(error))  # noqa: S301  # bytes this test just made
         assert (type(copy), str(copy), vars(copy)) == (type(error), str(error), vars(error))
+
+
+def test_a_host_named_like_kustomers_that_cannot_be_reached_is_told_the_regions_hosts(fake_time: FakeTime) -> None:
+    unknown_host = httpx.ConnectError("[Errno -2] Name or service not known")
+    with respx.mock() as mock:
+        mock.post(url__startswith="https://api.kustomerapp.eu").mock(side_effect=unknown_host)
+        with pytest.raises(create_message.KustomerConnectionError) as raised:
+            create_message.main({"apiKey": API_KEY, "baseUrl": "https://api.kustomerapp.eu"}, body_for(create_message))
+    said = str(raised.value)
+    assert "Could not connect to https://api.kustomerapp.eu" in said
+    assert "set auth.baseUrl to the key's region: EU https://api.prod2.kustomerapp.com" in said

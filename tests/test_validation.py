@@ -205,6 +205,8 @@ def test_queue_needs_id_or_external() -> None:
         ("2024-05-01T12:30Z", "no seconds: write the time as HH:MM:SS"),
         ("2024-05-01 12:30:00Z", "join the date and the time with T, not a space"),
         ("2024-05-01T12:30:00+0200", "write the offset as +HH:MM"),
+        ("2024-05-01T12:30:00 Z", "no space before the time zone"),
+        ("2024-05-01T12:30:00 +02:00", "no space before the time zone"),
         ("2024-05-01T12:30:00,5Z", "write fractions of a second after a dot, not a comma"),
         ("2024-02-30T00:00:00Z", "2024-02-30 is not a date"),
         ("2024-05-01T24:00:00Z", "24:00:00 is not a time of day"),
@@ -238,6 +240,14 @@ def test_rfc_3339_date_times_pass(value: str, kustomer_api: respx.Router) -> Non
 def test_ids_must_be_kustomer_object_ids(field: str) -> None:
     text = create_problems(with_fields(**{field: "jane@example.com"}))
     assert f"body.{field}: 'jane@example.com' is not a Kustomer id (24 hexadecimal characters)" in text
+
+
+def test_an_id_with_spaces_around_it_is_told_to_lose_them() -> None:
+    text = create_problems(with_fields(conversation=" 5f9a3c1e2b4d6f8a0c1e3b5d "))
+    assert (
+        "body.conversation: ' 5f9a3c1e2b4d6f8a0c1e3b5d ' is not a Kustomer id (24 hexadecimal characters): remove "
+        "the spaces around it" in text
+    )
 
 
 # ---- unknown fields ----

@@ -383,7 +383,8 @@ def _string_problems(value: str, schema: Schema, where: str) -> list[str]:
         return [f"{where}: {len(value)} characters, at least {schema['minLength']} needed"]
     fmt = schema.get("format")
     if fmt == "object-id" and not _OBJECT_ID_RE.fullmatch(value):
-        return [f"{where}: {show(value)} is not a Kustomer id (24 hexadecimal characters)"]
+        spaces = ": remove the spaces around it" if _OBJECT_ID_RE.fullmatch(value.strip()) else ""
+        return [f"{where}: {show(value)} is not a Kustomer id (24 hexadecimal characters){spaces}"]
     if fmt == "date-time":
         problem = _date_time_problem(value)
         if problem:
@@ -396,7 +397,7 @@ _OBJECT_ID_RE = re.compile(r"[0-9a-fA-F]{24}")
 # re.ASCII: \d is 0-9 only; full-width or Arabic-Indic digits pass int() but Kustomer refuses them.
 _RFC3339 = re.compile(r"(\d{4})-(\d\d)-(\d\d)[Tt](\d\d):(\d\d):(\d\d)(?:\.\d+)?(?:[Zz]|([+-])(\d\d):(\d\d))", re.ASCII)
 # Patterns used only to explain a refusal: plain strings, compiled by re on first use, not at every import.
-_ALMOST_DATE_TIME = r"\d{4}-\d\d-\d\d(?:([Tt ])\d\d:\d\d(:\d\d(?:[.,]\d+)?)?\s*([Zz]|[+-]\d\d(:?\d\d)?)?)?"
+_ALMOST_DATE_TIME = r"\d{4}-\d\d-\d\d(?:([Tt ])\d\d:\d\d(:\d\d(?:[.,]\d+)?)?(\s*)([Zz]|[+-]\d\d(:?\d\d)?)?)?"
 
 
 def _date_time_problem(value: str) -> str | None:
@@ -406,7 +407,7 @@ def _date_time_problem(value: str) -> str | None:
         near = re.fullmatch(_ALMOST_DATE_TIME, value)
         if not near:
             return "expected YYYY-MM-DDTHH:MM:SS and a time zone"
-        separator, seconds, zone, zone_minutes = near.groups()
+        separator, seconds, space, zone, zone_minutes = near.groups()
         if not separator:
             return "a date without a time: add a time and zone, like T00:00:00Z"
         if separator == " ":
@@ -417,6 +418,8 @@ def _date_time_problem(value: str) -> str | None:
             return "write fractions of a second after a dot, not a comma"
         if not zone:
             return "no time zone: add Z or an offset such as +02:00"
+        if space:
+            return "no space before the time zone"
         return "write the offset as +HH:MM" if not zone_minutes or ":" not in zone_minutes else "invalid"
     year, month, day, hour, minute, second, sign, offset_hours, offset_minutes = match.groups()
     try:
@@ -1249,10 +1252,12 @@ class _Exchange:
                 f"Kustomer gave no usable answer to {self.where} ({lost.reason}), {_attempts(attempts)} over "
                 f"{self.waited:.0f} s. A GET changes nothing in Kustomer: run again later."
             )
+        host = self.url.host  # api.kustomerapp.eu is a guess at the EU's host, which is another name
+        region = f" {_REGION_HINT}" if "kustomer" in host and not host.endswith(".kustomerapp.com") else ""
         return KustomerConnectionError(
             f"Could not connect to {self.url.scheme}://{self.url.netloc.decode()} ({lost.reason}), "
             f"{_attempts(attempts)} over {self.waited:.0f} s. Nothing was sent, so {self.unchanged()} "
-            "Check auth.baseUrl, the network and any proxy settings, then run again."
+            f"Check auth.baseUrl, the network and any proxy settings, then run again.{region}"
         )
 
     def unchanged(self) -> str:

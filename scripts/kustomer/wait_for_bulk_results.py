@@ -84,8 +84,8 @@ def main(
         bulk_id: The bulk operation's id: `data.id` of what bulk_create_messages returned.
         expected_items: How many messages the operation holds (0 if unknown). When given, one read of
             its batches can confirm it, with no status poll first.
-        submitted_at: When the operation was submitted (its `data.attributes.createdAt`). The first read
-            waits until 5 s after it; empty: 5 s from now.
+        submitted_at: When the operation was submitted (its `data.attributes.createdAt`; without a time
+            zone, UTC). The first read waits until 5 s after it; empty: 5 s from now.
         max_wait_seconds: How long to wait for the operation to complete, every wait and request
             counted. Then the job fails, saying it is still running and giving the id to look again
             with. The job ends within this plus 60 s, whatever Kustomer answers.
@@ -1005,10 +1005,12 @@ class _Exchange:
                 f"Kustomer gave no usable answer to {self.where} ({lost.reason}), {_attempts(attempts)} over "
                 f"{self.waited:.0f} s. A GET changes nothing in Kustomer: run again later."
             )
+        host = self.url.host  # api.kustomerapp.eu is a guess at the EU's host, which is another name
+        region = f" {_REGION_HINT}" if "kustomer" in host and not host.endswith(".kustomerapp.com") else ""
         return KustomerConnectionError(
             f"Could not connect to {self.url.scheme}://{self.url.netloc.decode()} ({lost.reason}), "
             f"{_attempts(attempts)} over {self.waited:.0f} s. Nothing was sent, so {self.unchanged()} "
-            "Check auth.baseUrl, the network and any proxy settings, then run again."
+            f"Check auth.baseUrl, the network and any proxy settings, then run again.{region}"
         )
 
     def unchanged(self) -> str:
