@@ -297,6 +297,29 @@ def test_a_complete_operation_whose_counts_lag_behind_its_status_is_looked_at_ag
 
 
 @pytest.mark.parametrize(
+    "counts",
+    [{"successCount": 1}, {}, {"successCount": 0, "failureCount": 0}],
+    ids=["no-failure-count", "no-counts", "counts-of-zero"],
+)
+def test_outcomes_listed_without_their_counts_are_counted_not_taken_for_a_wrong_expected_items(
+    fake_time: FakeTime, counts: dict[str, int]
+) -> None:
+    """A batch lists both outcomes, but Kustomer leaves out (or zeroes) a count: the listing counts them, as
+    the report does. With the right expected_items it is complete, never "expected_items is wrong"."""
+    results = [created("r0"), {"_clientRef": "r1", "status": "error", "error": "bad"}]
+    batch = {"data": [{"type": "batch", "attributes": {"status": "complete", **counts, "results": results}}]}
+    with respx.mock(assert_all_called=False) as mock:
+        mock.get(f"{US}/v1/bulk/{BULK}").mock(
+            return_value=httpx.Response(200, json={"data": {"attributes": {"status": "complete"}}})
+        )
+        mock.get(BATCHES).mock(return_value=httpx.Response(200, json=batch))
+        report, error = waiter(expected_items=2, submitted_at="2020-01-01T00:00:00Z")
+    assert error is None, error
+    assert (report["created"], report["failed"]) == (1, 1)
+    assert sum(fake_time.sleeps) < 10  # one look confirms it
+
+
+@pytest.mark.parametrize(
     ("link", "results", "said"),
     [
         (lambda n: f"/v1/bulk/{BULK}/batches", lambda n: [], "leads back to an earlier page"),
