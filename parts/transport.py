@@ -290,9 +290,10 @@ def _call_kustomer(
     request, whose Authorization header is the key."""
     url = _base_url(auth).copy_with(raw_path=endpoint.path.encode("ascii"))  # the path arrives percent-encoded
     exchange = _Exchange(auth["apiKey"].strip(), url, endpoint, deadline, waits_until)
+    if_unknown = _hide_secret(if_unknown, exchange.key)  # a key as externalId: on every path, the unexpected's too
     failure: KustomerError
     try:
-        return exchange.send_handling_retries(body, _hide_secret(if_unknown, exchange.key))  # a key as externalId
+        return exchange.send_handling_retries(body, if_unknown)
     except KustomerError as exc:
         failure = exc
     except Exception as exc:  # a bug or an httpx surprise: still never the key, nor its traceback

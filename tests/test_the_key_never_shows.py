@@ -282,3 +282,22 @@ def test_a_key_pasted_as_the_external_id_is_not_quoted_when_the_answer_is_lost_a
     assert API_KEY[:16] not in said, said
     assert API_KEY[-16:] not in said, said
     assert "look up externalId '[redacted]'" in said
+
+
+def test_a_key_pasted_as_the_external_id_is_not_quoted_when_an_unexpected_error_follows_the_send(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The advice of an unexpected error after the request went out (a bug, an httpx surprise) is the same
+    `if_unknown` as every other lost answer's: the key pasted as an externalId is hidden there too."""
+
+    def a_bug(*_: Any, **__: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(json, "loads", a_bug)  # reading the answer fails as no KustomerError or ValueError
+    body = [dict(MESSAGE, externalId=LONG_KEY, _clientRef="r1")]
+    with HostileServer([Answer.http(202, b'{"data": {}}')]) as server:
+        _, error = attempt(bulk_create_messages, {"apiKey": LONG_KEY, "baseUrl": server.url}, body)
+    assert isinstance(error, bulk_create_messages.KustomerOutcomeUnknownError), error
+    assert "Unexpected error while calling Kustomer (RuntimeError: a bug)" in str(error)
+    assert "look up externalId '[redacted]" in str(error)
+    assert_no_16_characters_of_the_key(str(error))
