@@ -216,3 +216,21 @@ def test_the_deadline_also_cuts_an_attempt_on_a_connection_kept_open_from_the_on
     assert isinstance(error, create_message.KustomerOutcomeUnknownError), (result, error)
     assert "took longer than 2 s" in str(error) or "took longer than 1 s" in str(error)
     assert elapsed < 1.5 + 1.0  # the cut attempt and slack; the drip would take 6 s
+
+
+@pytest.mark.parametrize(
+    ("value", "limit"),
+    [(["x" * 58, "y" * 10_000_000], 60), ({"k" * 57: "y" * 10_000_000}, 60), ([123456, "y" * 10_000_000], 6)],
+    ids=["a-list-item", "a-dict-value", "past-a-short-item"],
+)
+def test_show_renders_within_its_budget_not_a_long_string_past_it(value: Any, limit: int) -> None:
+    """A string that starts where the budget is already spent gets a room below 0: it is cut to nothing,
+    not to value[:-2], which copied (and JSON-encoded) nearly all of it before the shown text was cut."""
+    tracemalloc.start()
+    try:
+        shown = create_message.show(value, limit)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(shown) <= limit
+    assert peak < 100_000, f"peak {peak / 1e6:.0f} MB"

@@ -651,8 +651,8 @@ def show(value: Any, limit: int = 60) -> str:
 def _render(value: Any, room: int, top: bool = False) -> str:
     """`value` as text, stopping once past `room` characters: each level of nesting writes one at least
     and leaves the next less room, so the recursion is no deeper than `room`."""
-    if isinstance(value, str):
-        return repr(value[:room]) if top else json.dumps(value[:room], ensure_ascii=False)
+    if isinstance(value, str):  # room may be below 0, past the budget: value[:-2] would copy nearly all of it
+        return repr(value[: max(room, 0)]) if top else json.dumps(value[: max(room, 0)], ensure_ascii=False)
     if isinstance(value, bool) or value is None:
         return json.dumps(value)
     if isinstance(value, int):
