@@ -110,6 +110,9 @@ def read_outcomes(
 
 
 FIRST_LOOK_AFTER = 5.0  # seconds after submission: most operations are done by then, so one read confirms
+# Kustomer does not say a batch's counts are written before the operation says "complete": a short count
+# is taken for a wrong expected_items only once it has stayed the same this long.
+COUNTS_SETTLE = 30.0
 READ_TIME = 60.0  # seconds past max_wait_seconds the job may take to finish its last look (one attempt's bound)
 BULK_READ_ROLE = "org.permission.bulk.read (or the legacy org.user.bulk.read)"
 BULK_NOT_FOUND = (
@@ -170,7 +173,7 @@ class _BulkWatch:
         self.auth, self.bulk_id, self.expected, self.interval = auth, bulk_id, expected, interval
         self.key = auth["apiKey"].strip()
         self.status, self.progress, self.last_request, self.reads = "queued", "", -math.inf, 0
-        self.short_when_complete: int | None = None  # outcomes counted when "complete" fell short of expected
+        self.short_since: tuple[int, float] | None = None  # a short count after "complete", and since when
         self.policy = POLICY
         self.started, self.max_wait = self.policy.clock(), max_wait
         self.looks_until, self.deadline = self.started + max_wait, self.started + max_wait + READ_TIME
@@ -246,16 +249,21 @@ class _BulkWatch:
         done = [b for b in batches if b["status"] in ("", "complete")]
         counted = sum(_outcomes_of(b) for b in done)
         if self.expected and (len(done) < len(batches) or not batches or counted < self.expected):
-            if said_complete and batches and len(done) == len(batches):
-                if self.short_when_complete == counted:  # twice alike, a look apart: waiting changes nothing
-                    said = f"Kustomer says it is complete, and twice its batches count {counted} outcome(s), fewer than"
-                    raise self.not_as_expected(said, counted)
-                self.short_when_complete = counted  # once may be a count not yet written: look again
+            if said_complete and batches and len(done) == len(batches) and self.short_for_good(counted):
+                said = f"Kustomer says it is complete, and for {COUNTS_SETTLE:.0f} s its batches have counted"
+                raise self.not_as_expected(f"{said} {counted} outcome(s), fewer than", counted)
             self.status, self.progress = "running", f" ({counted} of {self.expected} messages done)"
             return None
         if self.expected and self.expected < counted <= MAX_ITEMS:
             raise self.not_as_expected(f"its batches count {counted} outcomes, more than", counted)
         return _report(self.bulk_id, batches, self.expected or MAX_ITEMS)
+
+    def short_for_good(self, counted: int) -> bool:
+        """Whether a count short of expected_items, once Kustomer says "complete", has stayed the same for
+        COUNTS_SETTLE seconds; the first time it is seen, it may be a count not yet written."""
+        if self.short_since is None or self.short_since[0] != counted:
+            self.short_since = (counted, self.policy.clock())
+        return self.policy.clock() - self.short_since[1] >= COUNTS_SETTLE
 
     def read_batches(self) -> list[dict[str, Any]]:
         """Every batch, following `links.next` while it stays on this operation's batches; a page seen
