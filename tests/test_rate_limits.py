@@ -190,9 +190,10 @@ def test_the_waiter_starts_no_wait_that_would_end_past_max_wait_seconds(fake_tim
     reset = str(int(fake_time.now) + 60)
     api.get(url__regex=r".*/v1/bulk/.*").respond(429, headers={"x-ratelimit-reset": reset}, json={})
     started = fake_time.now
-    with pytest.raises(wait_for_bulk_results.KustomerError):
+    with pytest.raises(wait_for_bulk_results.KustomerRateLimitError) as raised:
         wait_for_bulk_results.main({"apiKey": API_KEY}, "5f0c1a2b3c4d5e6f7a8b9c0d", max_wait_seconds=15)
     assert fake_time.now - started <= 15
+    assert "the next wait would have ended past the time given to wait (max_wait_seconds)" in str(raised.value)
 
 
 @BOTH

@@ -1277,6 +1277,8 @@ class _Exchange:
         )
 
     def wait_bound(self) -> str:
+        if self.out_of_time and self.waits_until < self.deadline:  # only the waiter's main waits less than it may run
+            return "the next wait would have ended past the time given to wait (max_wait_seconds)"
         if self.out_of_time:
             return f"the next wait would have gone past this job's time, {self.policy.max_job_seconds:.0f} s at most"
         return f"this script waits at most {self.policy.max_total_wait:.0f} s"
