@@ -233,3 +233,31 @@ def test_429_without_a_usable_reset_backs_off_then_succeeds(
     assert len(httpserver.log) == 2
     assert len(fake_time.sleeps) == 1
     assert expected_sleep[0] <= fake_time.sleeps[0] <= expected_sleep[1]
+
+
+@BOTH
+def test_a_rate_limit_window_announced_more_than_65_s_ahead_is_not_waited_for(
+    script: ModuleType, api: respx.Router, fake_time: FakeTime
+) -> None:
+    """One window is 60 s: a 429 saying "come back in 90 s" fails at once, saying when, instead of
+    spending most of the job's wait budget on one wait."""
+    api.post(f"{US}{path_for(script)}").mock(return_value=httpx.Response(429, headers={"Retry-After": "90"}))
+    _, error = attempt(script, {"apiKey": API_KEY})
+    assert isinstance(error, script.KustomerRateLimitError)
+    assert "the window resets at" in str(error)
+    assert "(in 90 s)" in str(error)
+    assert fake_time.sleeps == []
+    assert api.calls.call_count == 1
+
+
+def test_it_gives_up_after_20_answers_429_however_short_the_waits(
+    api: respx.Router, fake_time: FakeTime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    quick = create_message.POLICY._replace(backoff_first=0.01, backoff_cap=0.01, max_total_wait=1000.0)
+    monkeypatch.setattr(create_message, "POLICY", quick)
+    api.post(f"{US}/v1/messages").mock(return_value=httpx.Response(429))
+    _, error = attempt(create_message, {"apiKey": API_KEY})
+    assert isinstance(error, create_message.KustomerRateLimitError)
+    assert "Rate limited by Kustomer: 20 answer(s) 429 Too Many Requests" in str(error)
+    assert error.answers == 20
+    assert api.calls.call_count == 20
