@@ -331,6 +331,7 @@ def nested(depth: int, leaf: Any, kind: type = list) -> Any:
         ({"location": {("a", "b"): 1}}, "body.location: has a key that is not a string (a tuple <tuple>)"),
         ({"preview": "broken \ud800 text"}, "body.preview: holds an unpaired surrogate"),
         ({"meta": {"text": "\udfff"}}, "body.meta.text: holds an unpaired surrogate"),
+        ({"meta": {"broken \udfff": 1}}, "body.meta: has a key that is not text (a string 'broken \\udfff')"),
         ({"meta": {"when": object()}}, "body.meta.when: a object <object> is not a JSON value"),
         ({"attachments": nested(1000, "x")}, "body.attachments"),
     ],
@@ -344,6 +345,7 @@ def nested(depth: int, leaf: Any, kind: type = list) -> Any:
         "tuple-key",
         "surrogate",
         "surrogate-in-meta",
+        "surrogate-in-a-meta-key",
         "python-object",
         "deep-attachments",
     ],
@@ -470,6 +472,13 @@ def test_http_is_allowed_to_loopback_only(kustomer_api: respx.Router) -> None:
         result = create_message.main({"apiKey": API_KEY, "baseUrl": "http://127.0.0.1:8080"}, dict(VALID))
     assert result == {"data": {"id": "local"}}
     assert route.call_count == 1
+
+
+@pytest.mark.parametrize("host", ["10.0.0.5", "192.168.1.20", "172.16.0.9", "169.254.169.254", "[fd00::1]"])
+def test_plain_http_to_an_address_that_is_not_this_machine_is_refused_even_on_a_private_network(host: str) -> None:
+    """Plain http carries the key in clear text: only loopback never leaves the machine, a LAN does."""
+    text = create_problems(VALID, auth={"apiKey": API_KEY, "baseUrl": f"http://{host}:8080"})
+    assert "uses plain http, which would send the API key unencrypted: use https://" in text
 
 
 def test_a_misspelled_resource_key_gets_a_suggestion() -> None:
