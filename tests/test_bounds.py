@@ -14,6 +14,7 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
+import bulk_create_messages
 import create_message
 import httpx
 import pytest
@@ -234,3 +235,66 @@ def test_show_renders_within_its_budget_not_a_long_string_past_it(value: Any, li
         tracemalloc.stop()
     assert len(shown) <= limit
     assert peak < 100_000, f"peak {peak / 1e6:.0f} MB"
+
+
+def test_a_bulk_request_ends_within_max_job_seconds_however_slowly_its_429s_come(fake_time: FakeTime) -> None:
+    started = fake_time.now
+    deadline = started + bulk_create_messages.POLICY.max_job_seconds
+    attempts: list[float] = []
+
+    def slow_429(request: httpx.Request) -> httpx.Response:
+        attempts.append(fake_time.now)
+        fake_time.now = min(deadline, fake_time.now + 50)  # 50 s each, cut off at the deadline (as its timer)
+        return httpx.Response(429, headers={"Retry-After": "1"})
+
+    with respx.mock() as mock:
+        mock.post(f"{US}/v1/messages/bulk").mock(side_effect=slow_429)
+        _, error = attempt(bulk_create_messages, AUTH)
+    assert isinstance(error, bulk_create_messages.KustomerRateLimitError)
+    assert fake_time.now <= deadline
+    assert all(moment < deadline - 1 for moment in attempts)  # no attempt starts when the time is up
+    assert "past this job's time, 300 s at most" in str(error)
+
+
+def test_an_answer_of_exactly_the_size_limit_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    answer = json.dumps({"data": {"id": "6a" * 12, "attributes": {"preview": "x" * 1000}}}).encode()
+    monkeypatch.setattr(create_message, "POLICY", create_message.POLICY._replace(max_response_bytes=len(answer)))
+    with respx.mock() as mock:
+        mock.post(f"{US}/v1/messages").respond(201, content=answer)
+        result, error = attempt(create_message, AUTH)
+    assert error is None, error
+    assert result == json.loads(answer)
+
+
+def test_pacing_that_would_push_a_read_past_the_jobs_time_ends_it_as_pending_within_that_time(
+    fake_time: FakeTime,
+) -> None:
+    """A read whose turn comes after max_wait_seconds + 60 s is not waited for: the job ends in time, as
+    pending, with the bulk_id to look again with (not as a connection that failed)."""
+    started = fake_time.now
+    with respx.mock(assert_all_called=False) as mock:
+        mock.get(f"{US}/v1/bulk/{BULK}").respond(200, json={"data": {"attributes": {"status": "complete"}}})
+        mock.get(BATCHES).respond(200, json=page([created("r0")]))
+        _, error = waiter(max_wait_seconds=60, min_interval_seconds=150)
+    assert isinstance(error, wait.KustomerBulkPendingError), error
+    assert f"Run this script again later with bulk_id {BULK}" in str(error)
+    assert fake_time.now - started <= 60 + wait.READ_TIME
+
+
+def test_read_outcomes_starts_no_request_past_the_deadline_it_is_given(fake_time: FakeTime) -> None:
+    """The import flow's one look ends by its deadline: a status read that took 30 s leaves no time for
+    the pages before a 10 s deadline, so they are not read."""
+    started, asked = fake_time.now, []
+
+    def slow_status(request: httpx.Request) -> httpx.Response:
+        asked.append(fake_time.now - started)
+        fake_time.now += 30
+        return httpx.Response(200, json={"data": {"attributes": {"status": "complete"}}})
+
+    with respx.mock(assert_all_called=False) as mock:
+        mock.get(f"{US}/v1/bulk/{BULK}").mock(side_effect=slow_status)
+        pages = mock.get(BATCHES).respond(200, json=page([created("r0")]))
+        with pytest.raises(wait.KustomerBulkPendingError):
+            wait.read_outcomes(AUTH, BULK, 0, deadline=started + 10)  # type: ignore[arg-type]
+    assert asked == [0]
+    assert pages.call_count == 0
