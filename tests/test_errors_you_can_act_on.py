@@ -14,7 +14,8 @@ import pytest
 import respx
 import wait_for_bulk_results
 from conftest import API_KEY, FakeTime
-from script_calls import BOTH, body_for, fail, posts, run
+from hostile_server import Answer, HostileServer
+from script_calls import BOTH, attempt, body_for, fail, posts, run
 
 from workbench.sandbox import Sandbox
 
@@ -124,3 +125,47 @@ def test_a_host_named_like_kustomers_that_cannot_be_reached_is_told_the_regions_
     said = str(raised.value)
     assert "Could not connect to https://api.kustomerapp.eu" in said
     assert "set auth.baseUrl to the key's region: EU https://api.prod2.kustomerapp.com" in said
+
+
+@BOTH
+def test_a_4xx_whose_error_body_breaks_off_still_says_nothing_was_created(script: ModuleType) -> None:
+    """The status is the answer: a 400 whose body is cut off is still a refusal, not an unknown outcome."""
+    head = b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n"
+    with HostileServer([Answer([head + b'{"errors": [{"title": "conversation is requi'])]) as server:
+        _, error = attempt(script, {"apiKey": API_KEY, "baseUrl": server.url})
+        assert server.posts() == 1
+    assert isinstance(error, script.KustomerAPIError), error
+    assert error.status == 400
+    assert "Nothing was created" in str(error)
+
+
+@BOTH
+def test_an_unexpected_error_before_anything_is_sent_says_nothing_was_created(
+    script: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def a_bug(*_: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(script, "trusted_context", a_bug)  # fails before any client exists
+    _, error = attempt(script, {"apiKey": API_KEY})
+    assert isinstance(error, script.KustomerConnectionError), error
+    assert "Unexpected error before Kustomer answered (RuntimeError: a bug), so nothing was created." in str(error)
+    assert "may or may not" not in str(error)
+
+
+def test_each_of_several_errors_kustomer_lists_is_shown(api: respx.Router) -> None:
+    errors = [
+        {"title": "Invalid value", "source": {"pointer": f"/data/attributes/{field}"}}
+        for field in ("channel", "direction", "sentAt")
+    ]
+    error = fail(create_message, api, httpx.Response(400, json={"errors": errors}))
+    for field in ("channel", "direction", "sentAt"):
+        assert f"at pointer /data/attributes/{field}" in str(error)
+    assert error.pointer == "/data/attributes/channel"
+
+
+def test_an_error_pages_words_show_even_after_a_page_of_blank_lines_and_markup(api: respx.Router) -> None:
+    """An HTML error page without a title: its markup and blank lines are not what gets shown."""
+    page = b"<html><body>" + b"<div>\n\n</div>" * 500 + b"<p>Upstream request timed out</p></body></html>"
+    error = fail(create_message, api, httpx.Response(400, content=page))
+    assert "Upstream request timed out" in str(error)
