@@ -3,9 +3,11 @@ exceptions, logs or reports, even when a server echoes it, cuts it or wraps it i
 
 from __future__ import annotations
 
+import hashlib
 import json
 from types import ModuleType
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 import bulk_create_messages
 import create_message
@@ -301,3 +303,39 @@ def test_a_key_pasted_as_the_external_id_is_not_quoted_when_an_unexpected_error_
     assert "Unexpected error while calling Kustomer (RuntimeError: a bug)" in str(error)
     assert "look up externalId '[redacted]" in str(error)
     assert_no_16_characters_of_the_key(str(error))
+
+
+def test_a_key_echoed_url_encoded_is_hidden_however_it_was_encoded() -> None:
+    """A base64 key holds + / =: echoed in a URL, each is %-encoded, and no 16 characters of it stay whole."""
+    key = "Ab3+Xy9/Qw7=Zt5+Pl2/Mn8=Rk4+Vb6/Hj1="
+    encoded = [quote(key, safe=""), quote_plus(key, safe="")]
+    answer = {"errors": [{"title": "bad token", "detail": f"got {encoded[0]} and {encoded[1]}"}]}
+    with respx.mock() as mock:
+        mock.post(f"{US}/v1/messages").respond(401, json=answer, headers={"Location": f"/login?t={encoded[0]}"})
+        _, error = attempt(create_message, {"apiKey": key})
+    assert isinstance(error, create_message.KustomerAPIError)
+    for form in encoded:
+        assert form not in str(error)
+    assert "got [redacted] and [redacted]" in str(error)
+
+
+def test_any_16_characters_of_a_key_from_any_offset_are_hidden_in_a_success_answer() -> None:
+    """With a key whose characters do not repeat in a pattern, as real keys do not."""
+    key = "".join(hashlib.sha256(str(i).encode()).hexdigest()[:16] for i in range(5))  # 80 characters
+    pieces = [key[i : i + 16] for i in range(len(key) - 15)]
+    with respx.mock() as mock:
+        mock.post(f"{US}/v1/messages").respond(201, json={"data": {"id": "6a" * 12, "echo": pieces}})
+        result = create_message.main({"apiKey": key}, dict(MESSAGE))
+    assert result["data"]["echo"] == ["[redacted]"] * len(pieces)
+
+
+def test_the_id_a_lookup_gives_the_import_flow_is_cleaned_of_escape_codes() -> None:
+    """The import's report quotes the id Kustomer gave for a message found by its externalId: server text."""
+    found = {"data": {"type": "message", "id": EVIL + "6a" * 12, "attributes": {"externalId": "SM-1"}}}
+    with respx.mock() as mock:
+        mock.get(f"{US}/v1/messages/externalid=SM-1").respond(200, json=found)
+        message_id = create_message.message_id_by_external_id(AUTH, "SM-1")  # type: ignore[arg-type]
+    assert message_id is not None
+    assert "\x1b" not in message_id
+    assert "\u202e" not in message_id
+    assert "\x07" not in message_id
