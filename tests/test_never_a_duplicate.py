@@ -35,8 +35,10 @@ def test_a_refused_connection_is_not_an_unknown_outcome(fake_time: FakeTime) -> 
         ({"data": []}, "held 0 messages, not one"),
         (None, "was nothing (null), not a message"),
         ({"errors": [{"title": "nope"}]}, "not a message"),
+        ({"data": {**message_found("SM-1")["data"], "type": "conversation"}}, "not a message"),
+        ({"data": [message_found("SM-1")["data"]] * 2}, "held 2 messages, not one"),
     ],
-    ids=["other-external-id", "other-conversation", "empty-list", "null", "errors-in-a-200"],
+    ids=["other-external-id", "other-conversation", "empty-list", "null", "errors-in-a-200", "a-conversation", "two"],
 )
 def test_a_lookup_proves_creation_only_by_the_message_that_was_sent(answer: Any, said: str) -> None:
     body = dict(MESSAGE, conversation=CONVERSATION)
@@ -58,6 +60,33 @@ def test_a_lookup_that_finds_the_message_sent_returns_it() -> None:
         result, error = attempt(create_message, {"apiKey": API_KEY}, body)
     assert error is None, error
     assert result == message_found("SM-1")
+
+
+def test_an_external_id_holding_a_slash_is_looked_up_as_itself_not_as_a_longer_path() -> None:
+    body = dict(MESSAGE, externalId="<order/1042@mail.example>")
+    with respx.mock() as api:
+        api.post(f"{US}/v1/messages").mock(return_value=httpx.Response(503))
+        lookup = api.get(f"{US}/v1/messages/externalid=%3Corder%2F1042%40mail.example%3E").mock(
+            return_value=httpx.Response(200, json=message_found("<order/1042@mail.example>"))
+        )
+        result, error = attempt(create_message, {"apiKey": API_KEY}, body)
+    assert error is None, error
+    assert lookup.call_count == 1
+    assert lookup.calls.last.request.url.raw_path == b"/v1/messages/externalid=%3Corder%2F1042%40mail.example%3E"
+    assert result == message_found("<order/1042@mail.example>")
+
+
+def test_an_empty_external_id_is_not_looked_up() -> None:
+    """An empty externalId names no message: a lookup by it could only find another message."""
+    with respx.mock(assert_all_called=False) as api:
+        api.post(f"{US}/v1/messages").mock(return_value=httpx.Response(503))
+        lookup = api.get(url__startswith=f"{US}/v1/messages/externalid=").mock(
+            return_value=httpx.Response(200, json=message_found(""))
+        )
+        _, error = attempt(create_message, {"apiKey": API_KEY}, dict(MESSAGE, externalId=""))
+    assert isinstance(error, create_message.KustomerOutcomeUnknownError)
+    assert lookup.call_count == 0
+    assert "may or may not have been created" in str(error)
 
 
 @BOTH
