@@ -399,3 +399,136 @@ def test_a_malformed_page_names_what_is_wrong(batch: Any, said: str) -> None:
         _, error = waiter(expected_items=1, submitted_at="2020-01-01T00:00:00Z")
     assert isinstance(error, wait.KustomerAPIError), error
     assert said in str(error)
+
+
+def test_every_5xx_to_a_read_500_included_is_asked_again(fake_time: FakeTime) -> None:
+    with respx.mock() as mock:
+        mock.get(BATCHES).mock(side_effect=[httpx.Response(500), httpx.Response(200, json=page([created("r0")]))])
+        report, error = waiter(expected_items=1, submitted_at="2020-01-01T00:00:00Z")
+    assert error is None, error
+    assert [item["_clientRef"] for item in report["items"]] == ["r0"]
+
+
+def test_a_read_whose_connection_closes_before_any_answer_is_asked_again() -> None:
+    """The server read the GET and hung up without a word: reading again changes nothing in Kustomer."""
+    batches = b'[{"status": "complete", "successCount": 1, "failureCount": 0, "objectIds": ["' + b"b" * 24 + b'"]}]'
+    with HostileServer([Answer([]), Answer.http(200, batches)]) as server:
+        report = wait.main({"apiKey": API_KEY, "baseUrl": server.url}, "c" * 24, expected_items=1)
+        assert len(server.requests) == 2
+    assert report["created"] == 1
+
+
+def test_expected_items_of_a_full_request_of_100_messages_is_accepted(fake_time: FakeTime) -> None:
+    outcomes = [created(f"r{i}") for i in range(100)]
+    with respx.mock() as mock:
+        mock.get(BATCHES).respond(200, json=page(outcomes))
+        report, error = waiter(expected_items=100, submitted_at="2020-01-01T00:00:00Z")
+    assert error is None, error
+    assert report["created"] == 100
+    assert len(report["items"]) == 100
+
+
+def test_a_submitted_at_in_the_future_makes_the_first_look_wait_no_more_than_5_s(fake_time: FakeTime) -> None:
+    """A clock or time-zone mistake (submitted_at an hour ahead) does not hold the first look back an hour."""
+    ahead = datetime.fromtimestamp(fake_time.now + 3600, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    with respx.mock() as mock:
+        mock.get(BATCHES).respond(200, json=page([created("r0")]))
+        report, error = waiter(expected_items=1, submitted_at=ahead)
+    assert error is None, error
+    assert report["created"] == 1
+    assert fake_time.sleeps == [wait.FIRST_LOOK_AFTER]
+
+
+def test_no_look_starts_after_max_wait_seconds_once_a_429_wait_took_its_share(fake_time: FakeTime) -> None:
+    started, asked = fake_time.now, []
+
+    def status(request: httpx.Request) -> httpx.Response:
+        asked.append(fake_time.now - started)
+        if len(asked) == 2:  # the second look waits out a 15 s window
+            return httpx.Response(429, headers={"Retry-After": "15"})
+        return httpx.Response(200, json={"data": {"attributes": {"status": "running"}}})
+
+    with respx.mock() as mock:
+        mock.get(f"{US}/v1/bulk/{BULK}").mock(side_effect=status)
+        _, error = waiter(max_wait_seconds=30, submitted_at="2020-01-01T00:00:00Z")
+    assert isinstance(error, wait.KustomerBulkPendingError), error
+    assert "(max_wait_seconds 30)" in str(error)
+    assert max(asked) <= 30, asked
+
+
+def batches_answer(*batches: tuple[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    return {
+        "data": [
+            {"type": "batch", "attributes": {"status": status, "successCount": len(results), "results": results}}
+            for status, results in batches
+        ]
+    }
+
+
+def test_a_batch_still_running_after_complete_is_waited_for_not_taken_for_a_wrong_expected_items(
+    fake_time: FakeTime,
+) -> None:
+    """Kustomer says "complete" while one of its batches still says "running" for over a minute: the count
+    is not final, so expected_items is not named wrong; the outcomes are read once that batch is done."""
+    started = fake_time.now
+
+    def batches(request: httpx.Request) -> httpx.Response:
+        late = ("complete", [created("r1")]) if fake_time.now - started >= 70 else ("running", [])
+        return httpx.Response(200, json=batches_answer(("complete", [created("r0")]), late))
+
+    with respx.mock() as mock:
+        mock.get(f"{US}/v1/bulk/{BULK}").respond(200, json={"data": {"attributes": {"status": "complete"}}})
+        mock.get(BATCHES).mock(side_effect=batches)
+        report, error = waiter(expected_items=2, submitted_at="2020-01-01T00:00:00Z")
+    assert error is None, error
+    assert [item["_clientRef"] for item in report["items"]] == ["r0", "r1"]
+
+
+def test_a_count_still_growing_after_complete_is_not_taken_for_a_wrong_expected_items(fake_time: FakeTime) -> None:
+    """The count after "complete" moves (1, 2, 3, then 4 of 4) over more than 30 s: only a count that stays
+    the same 30 s is the input's mistake; one that keeps growing is waited for."""
+    started = fake_time.now
+
+    def batches(request: httpx.Request) -> httpx.Response:
+        elapsed = fake_time.now - started
+        done = 1 if elapsed < 10 else 2 if elapsed < 40 else 3 if elapsed < 75 else 4
+        return httpx.Response(200, json=batches_answer(("complete", [created(f"r{i}") for i in range(done)])))
+
+    with respx.mock() as mock:
+        mock.get(f"{US}/v1/bulk/{BULK}").respond(200, json={"data": {"attributes": {"status": "complete"}}})
+        mock.get(BATCHES).mock(side_effect=batches)
+        report, error = waiter(expected_items=4, submitted_at="2020-01-01T00:00:00Z")
+    assert error is None, error
+    assert report["created"] == 4
+
+
+def test_min_interval_seconds_keeps_that_much_time_between_two_reads(fake_time: FakeTime) -> None:
+    asked: list[float] = []
+
+    def record(answer: dict[str, Any]) -> Callable[[httpx.Request], httpx.Response]:
+        def respond(request: httpx.Request) -> httpx.Response:
+            asked.append(fake_time.now)
+            return httpx.Response(200, json=answer)
+
+        return respond
+
+    with respx.mock() as mock:
+        mock.get(f"{US}/v1/bulk/{BULK}").mock(side_effect=record({"data": {"attributes": {"status": "complete"}}}))
+        mock.get(BATCHES).mock(side_effect=record(page([created("r0")])))
+        report, error = waiter(submitted_at="2020-01-01T00:00:00Z", min_interval_seconds=20)
+    assert error is None, error
+    assert report["created"] == 1
+    assert len(asked) == 2
+    assert asked[1] - asked[0] >= 20
+
+
+def test_an_operation_whose_status_is_not_given_is_not_taken_for_complete(fake_time: FakeTime) -> None:
+    """Without expected_items, only Kustomer's "complete" lets the pages be read: an answer without a status
+    (and pages that list nothing yet) is still queued, never a report of nothing created."""
+    with respx.mock(assert_all_called=False) as mock:
+        mock.get(f"{US}/v1/bulk/{BULK}").respond(200, json={"data": {"type": "bulk", "attributes": {}}})
+        pages = mock.get(BATCHES).respond(200, json={"data": []})
+        report, error = waiter(max_wait_seconds=60)
+    assert report is None
+    assert isinstance(error, wait.KustomerBulkPendingError), error
+    assert pages.call_count == 0
