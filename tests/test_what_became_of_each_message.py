@@ -532,3 +532,19 @@ def test_an_operation_whose_status_is_not_given_is_not_taken_for_complete(fake_t
     assert report is None
     assert isinstance(error, wait.KustomerBulkPendingError), error
     assert pages.call_count == 0
+
+
+def test_a_created_outcome_with_an_empty_error_field_is_created_not_failed(fake_time: FakeTime) -> None:
+    """Kustomer's example omits `error` on a created item; a null or empty one says no more. Taken for a
+    failure, the message would go to the retry file and be created twice."""
+    results = [{**created("r0"), "error": None}, {**created("r1"), "error": ""}, created("r2")]
+    with respx.mock() as mock:
+        mock.get(BATCHES).respond(200, json=page(results))
+        report, error = waiter(expected_items=3, submitted_at="2020-01-01T00:00:00Z")
+    assert error is None, error
+    assert [(item["_clientRef"], item["status"]) for item in report["items"]] == [
+        ("r0", "created"),
+        ("r1", "created"),
+        ("r2", "created"),
+    ]
+    assert (report["created"], report["failed"]) == (3, 0)

@@ -394,7 +394,7 @@ def _outcome(result: dict[str, Any], key: str) -> dict[str, Any]:
     """One listed result: its _clientRef as Kustomer gave it, and a created id or a cleaned error."""
     entry: dict[str, Any] = {"_clientRef": result.get("_clientRef")}
     found = result.get("objectId") or result.get("id")
-    if result.get("status") in ("created", "updated") and "error" not in result:
+    if result.get("status") in ("created", "updated") and not result.get("error"):  # "error": null is none
         entry.update(status="created", id=_clean(found, key, 64) if isinstance(found, str) else None)
     else:
         entry.update(status="error", error=_clean(_item_error(result.get("error")), key, 300))
