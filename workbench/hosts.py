@@ -1,4 +1,7 @@
-"""Whether an address is this machine: the tools send a key or a token over plain http only to it."""
+"""Whether an address is this machine: the tools send a key or a token over plain http only to it.
+
+The scripts keep their own `_is_loopback` (a script is self-contained); importing parts.transport here
+instead would load httpx into every tool, even one that only prints its --help."""
 
 from __future__ import annotations
 
