@@ -502,20 +502,20 @@ def _check_before_rerun(body: Any) -> str:
     """What to look up before running again, when Kustomer may or may not have acted."""
     items = [m for m in (body if isinstance(body, list) else [body]) if isinstance(m, dict)]
     what = "The message(s) may or may not have been created, so the request was not repeated."
-    external = [m["externalId"] for m in items if isinstance(m.get("externalId"), str) and m["externalId"]]
-    if external:
+    has_id = [isinstance(m.get("externalId"), str) and bool(m["externalId"]) for m in items]
+    if any(has_id):
+        external = [m["externalId"] for m, has in zip(items, has_id, strict=True) if has]
         # Those without an externalId cannot be looked up: named too, or "leave out those that exist"
         # would send them again.
         others = [
             f"body[{i}]"
             + (f" (_clientRef {show(m['_clientRef'], 80)})" if isinstance(m.get("_clientRef"), str) else "")
-            for i, m in enumerate(items)
-            if not (isinstance(m.get("externalId"), str) and m["externalId"])
+            for i, (m, has) in enumerate(zip(items, has_id, strict=True))
+            if not has
         ]
-        shown = ", ".join(others[:10]) + (f" and {len(others) - 10} more" if len(others) > 10 else "")
         unseen = (
-            f" The message(s) without an externalId cannot be looked up: check the timelines for {shown} and "
-            "leave out those that are there."
+            f" The message(s) without an externalId cannot be looked up: check the timelines for "
+            f"{_listing(others, quoted=False)} and leave out those that are there."
             if others
             else ""
         )
@@ -529,8 +529,9 @@ def _check_before_rerun(body: Any) -> str:
     return f"{what} Check the conversation timeline in Kustomer before running again, to avoid a duplicate."
 
 
-def _listing(values: list[str]) -> str:
-    shown = ", ".join(show(v, 80) for v in values[:10])
+def _listing(values: list[str], quoted: bool = True) -> str:
+    """The first ten, each shown safely (or as it is, when the script wrote it), and how many more."""
+    shown = ", ".join(show(v, 80) if quoted else v for v in values[:10])
     return shown + (f" and {len(values) - 10} more" if len(values) > 10 else "")
 
 
